@@ -1,0 +1,219 @@
+package switchboard
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/switchboardhq/switchboard/internal/wsframe"
+)
+
+// Connection states. A connection goes open -> closing (a close frame is
+// queued, the registry no longer holds it) -> closed (the socket is shut).
+const (
+	stateOpen int32 = iota
+	stateClosing
+	stateClosed
+)
+
+// Conn is one WebSocket connection. Its exported methods are safe to call
+// from any goroutine; callbacks receive it to identify the connection.
+type Conn struct {
+	hub         *Hub
+	id          string
+	user        string
+	ident       *Identity
+	connectedAt time.Time
+	userAgent   string
+	remoteAddr  string
+	t           transport
+
+	state    atomic.Int32
+	cleaned  atomic.Bool
+	shutDone atomic.Bool
+	lastSeen atomic.Int64 // unix nanoseconds of the last frame received
+	// pending counts bytes accepted for this connection that the kernel has
+	// not taken yet: the queue plus whatever the transport still buffers.
+	pending atomic.Int64
+	// stalledSince is when pending last became non-zero without progress;
+	// zero while the connection keeps up.
+	stalledSince atomic.Int64
+
+	// Owned by the sweeper goroutine only.
+	lastPing int64
+
+	// Owned by the goroutine that reads this connection.
+	reader     wsframe.Reader
+	limiter    *rate.Limiter
+	violations int
+	readFailed bool
+
+	mu       sync.Mutex // guards the fields below; never held while taking a registry lock
+	queue    [][]byte
+	flushing bool
+	// shutAfterFlush closes the socket once the queue has drained (a close
+	// frame answering the peer's close is the last thing written).
+	shutAfterFlush bool
+	rooms          map[string]bool // room -> echo own publishes
+}
+
+// ID is the connection id, unique across the cluster.
+func (c *Conn) ID() string { return c.id }
+
+// User is the id of the user the connection belongs to.
+func (c *Conn) User() string { return c.user }
+
+// ConnectedAt is when the handshake completed.
+func (c *Conn) ConnectedAt() time.Time { return c.connectedAt }
+
+// LastSeen is when the last frame arrived from the peer.
+func (c *Conn) LastSeen() time.Time { return time.Unix(0, c.lastSeen.Load()) }
+
+// UserAgent is the User-Agent header of the handshake.
+func (c *Conn) UserAgent() string { return c.userAgent }
+
+// RemoteAddr is the peer's address.
+func (c *Conn) RemoteAddr() string { return c.remoteAddr }
+
+// Rooms returns the rooms the connection is in, sorted.
+func (c *Conn) Rooms() []string {
+	c.mu.Lock()
+	rooms := make([]string, 0, len(c.rooms))
+	for r := range c.rooms {
+		rooms = append(rooms, r)
+	}
+	c.mu.Unlock()
+	sort.Strings(rooms)
+	return rooms
+}
+
+func (c *Conn) isClosed() bool { return c.state.Load() != stateOpen }
+
+// enqueue queues one complete WebSocket frame. It never blocks: a
+// connection whose backlog would pass QueueBytes is closed 4001 instead, and
+// enqueue reports false so callers can count the drop. frame may be shared
+// between connections and must not be modified afterwards.
+func (c *Conn) enqueue(frame []byte) bool {
+	if c.isClosed() {
+		return false
+	}
+	n := int64(len(frame))
+	if c.pending.Add(n) > int64(c.hub.opts.Limits.QueueBytes) {
+		c.pending.Add(-n)
+		// Callers may hold registry locks that cleanup needs.
+		go c.hub.closeConn(c, CloseSlowConsumer, "slow_consumer")
+		return false
+	}
+	c.mu.Lock()
+	if c.state.Load() != stateOpen {
+		c.mu.Unlock()
+		c.pending.Add(-n)
+		return false
+	}
+	c.queue = append(c.queue, frame)
+	c.startFlushLocked()
+	c.mu.Unlock()
+	return true
+}
+
+// startFlushLocked hands the connection to a writer unless one already has it.
+func (c *Conn) startFlushLocked() {
+	if c.flushing {
+		return
+	}
+	c.flushing = true
+	if c.stalledSince.Load() == 0 {
+		c.stalledSince.Store(time.Now().UnixNano())
+	}
+	c.t.scheduleFlush(c)
+}
+
+// flush writes everything queued, several frames per system call when they
+// have piled up, until the queue is empty.
+func (c *Conn) flush() {
+	for {
+		c.mu.Lock()
+		q := c.queue
+		c.queue = nil
+		if len(q) == 0 {
+			c.flushing = false
+			shut := c.shutAfterFlush
+			c.mu.Unlock()
+			if shut {
+				c.t.shutWhenDrained(c)
+			}
+			return
+		}
+		c.mu.Unlock()
+		if err := c.t.write(c, q); err != nil {
+			c.hub.transportClosed(c, writeFailed(err))
+			c.mu.Lock()
+			c.flushing = false
+			c.queue = nil
+			c.mu.Unlock()
+			return
+		}
+	}
+}
+
+// wrote records that n bytes reached the kernel.
+func (c *Conn) wrote(n int) {
+	if c.pending.Add(-int64(n)) <= 0 {
+		c.stalledSince.Store(0)
+	} else {
+		c.stalledSince.Store(time.Now().UnixNano())
+	}
+}
+
+// queueClose ends the outbound stream with a close frame. When drop is set
+// (slow consumer) the frames still queued are discarded so that the close
+// frame is the next thing the peer can read.
+func (c *Conn) queueClose(code int, reason string, drop, shut bool) {
+	frame := wsframe.AppendClose(nil, code, reason)
+	c.mu.Lock()
+	if drop {
+		var dropped int
+		for _, f := range c.queue {
+			dropped += len(f)
+		}
+		c.queue = nil
+		c.wrote(dropped)
+	}
+	c.pending.Add(int64(len(frame)))
+	c.queue = append(c.queue, frame)
+	c.shutAfterFlush = shut
+	c.startFlushLocked()
+	c.mu.Unlock()
+}
+
+// addRoom records membership on the connection; the registry is updated
+// by the caller afterwards, outside c.mu.
+func (c *Conn) addRoom(name string, echo bool, max int) (already, full bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.rooms[name]; ok {
+		c.rooms[name] = echo
+		return true, false
+	}
+	if len(c.rooms) >= max {
+		return false, true
+	}
+	if c.rooms == nil {
+		c.rooms = make(map[string]bool, 2)
+	}
+	c.rooms[name] = echo
+	return false, false
+}
+
+func (c *Conn) removeRoom(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.rooms[name]; !ok {
+		return false
+	}
+	delete(c.rooms, name)
+	return true
+}

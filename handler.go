@@ -1,0 +1,261 @@
+package switchboard
+
+import (
+	"crypto/sha1"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/switchboardhq/switchboard/internal/protocol"
+	"github.com/switchboardhq/switchboard/internal/wsframe"
+)
+
+// Handler returns the http.Handler that accepts WebSocket connections.
+// Mount it at /ws on any net/http server; under nbio's engine (see
+// ConfigureEngine) idle connections cost no goroutine.
+func (h *Hub) Handler() http.Handler { return http.HandlerFunc(h.serveWS) }
+
+// QueryUserAuth takes the identity from the user query parameter. It
+// trusts the client completely: for development and tests only.
+func QueryUserAuth(r *http.Request) (*Identity, error) {
+	user := r.URL.Query().Get("user")
+	if user == "" {
+		return nil, errors.New("missing user query parameter")
+	}
+	return &Identity{User: user}, nil
+}
+
+// BearerToken returns the token from the Authorization header or, for
+// browsers that cannot set headers, the token query parameter.
+func BearerToken(r *http.Request) string {
+	if auth := r.Header.Get("Authorization"); len(auth) > 7 && strings.EqualFold(auth[:7], "bearer ") {
+		return strings.TrimSpace(auth[7:])
+	}
+	return r.URL.Query().Get("token")
+}
+
+// retryAfterSeconds is what a full or draining server asks clients to wait.
+const retryAfterSeconds = "5"
+
+func writeHTTPError(w http.ResponseWriter, status int, code string) {
+	w.Header().Set("Content-Type", "application/json")
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", retryAfterSeconds)
+	}
+	w.WriteHeader(status)
+	_, _ = fmt.Fprintf(w, `{"error":%q}`, code)
+}
+
+func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
+	if h.draining.Load() || h.ctx.Err() != nil {
+		writeHTTPError(w, http.StatusServiceUnavailable, "shutting_down")
+		return
+	}
+	key, msg := checkUpgrade(r)
+	if msg != "" {
+		if r.Header.Get("Sec-WebSocket-Version") != "" && r.Header.Get("Sec-WebSocket-Version") != "13" {
+			w.Header().Set("Sec-WebSocket-Version", "13")
+			writeHTTPError(w, http.StatusUpgradeRequired, "unsupported_websocket_version")
+			return
+		}
+		writeHTTPError(w, http.StatusBadRequest, "websocket_upgrade_required")
+		return
+	}
+	if !h.originAllowed(r) {
+		h.log.Info("handshake refused", "status", http.StatusForbidden, "reason", "origin_not_allowed")
+		writeHTTPError(w, http.StatusForbidden, "origin_not_allowed")
+		return
+	}
+	ident, err := h.opts.Authenticate(r)
+	if err != nil || ident == nil || ident.User == "" {
+		h.log.Info("handshake refused", "status", http.StatusUnauthorized, "reason", "unauthorized", "error", errString(err))
+		writeHTTPError(w, http.StatusUnauthorized, "unauthorized")
+		return
+	}
+	if h.total.Add(1) > int64(h.opts.Limits.MaxConns) {
+		h.total.Add(-1)
+		h.log.Warn("handshake refused", "status", http.StatusServiceUnavailable, "reason", "server_full", "user_id", ident.User)
+		writeHTTPError(w, http.StatusServiceUnavailable, "server_full")
+		return
+	}
+	c := h.newConn(r, ident)
+	lim := h.opts.Limits
+	evicted, ok := h.reg.addUserConn(c, lim.MaxConnsPerUser, lim.PerUserPolicy == PolicyEvictOldest)
+	if !ok {
+		h.total.Add(-1)
+		h.log.Info("handshake refused", "status", http.StatusTooManyRequests, "reason", "too_many_connections", "user_id", c.user)
+		writeHTTPError(w, http.StatusTooManyRequests, "too_many_connections")
+		return
+	}
+	t, leftover, err := h.hijack(w, c)
+	if err != nil {
+		h.reg.removeUserConn(c)
+		h.total.Add(-1)
+		h.log.Error("upgrade failed", "error", err, "user_id", c.user)
+		writeHTTPError(w, http.StatusInternalServerError, "internal")
+		return
+	}
+	c.t = t
+	// The 101 answer and the welcome frame are the first queued bytes, so
+	// nothing published meanwhile can overtake them.
+	first := handshakeResponse(key, wantsSubprotocol(r))
+	welcome := protocol.Welcome(c.id, c.user, h.opts.PingInterval, h.opts.PongTimeout, lim.MaxMessageBytes)
+	first = wsframe.AppendFrame(first, wsframe.OpText, welcome)
+	c.queue = append(c.queue, first)
+	c.pending.Store(int64(len(first)))
+	h.interest(userChannelPfx+c.user, +1)
+	h.reg.addConn(c)
+	if len(h.reg.userConns(c.user)) == 1 {
+		if err := h.presence.Connect(h.ctx, c.user); err != nil {
+			h.log.Error("presence connect failed", "error", err, "user_id", c.user)
+		}
+	}
+	if evicted != nil {
+		h.closeConn(evicted, CloseReplaced, "replaced")
+	}
+	h.log.Info("connection opened", "conn_id", c.id, "user_id", c.user, "online_count", h.Count())
+	if cb := h.opts.OnConnect; cb != nil {
+		if !h.runCallback(c, func() { cb(c) }) {
+			return
+		}
+	}
+	c.mu.Lock()
+	c.startFlushLocked()
+	c.mu.Unlock()
+	if st, ok := t.(*stdTransport); ok {
+		h.readLoop(c, st.nc, leftover)
+	}
+}
+
+// runCallback runs application code for c, closing c with 1011 if it panics.
+func (h *Hub) runCallback(c *Conn, fn func()) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			n := h.panics.Add(1)
+			h.log.Error("callback panicked; connection closed 1011", "conn_id", c.id, "user_id", c.user,
+				"panic", fmt.Sprint(p), "panics_total", n)
+			h.closeConn(c, CloseInternal, "internal")
+			ok = false
+		}
+	}()
+	fn()
+	return true
+}
+
+func (h *Hub) newConn(r *http.Request, ident *Identity) *Conn {
+	now := time.Now()
+	lim := h.opts.Limits
+	c := &Conn{
+		hub:         h,
+		id:          randomHex(8),
+		user:        ident.User,
+		ident:       ident,
+		connectedAt: now,
+		userAgent:   r.UserAgent(),
+		remoteAddr:  r.RemoteAddr,
+		limiter:     rate.NewLimiter(rate.Limit(lim.Rate), lim.Burst),
+		lastPing:    now.UnixNano(),
+	}
+	c.reader.MaxMessage = lim.MaxMessageBytes
+	c.lastSeen.Store(now.UnixNano())
+	return c
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// checkUpgrade validates an RFC 6455 opening handshake and returns the key.
+func checkUpgrade(r *http.Request) (key, problem string) {
+	if r.Method != http.MethodGet {
+		return "", "method must be GET"
+	}
+	if !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket") {
+		return "", "not a WebSocket upgrade"
+	}
+	if r.Header.Get("Sec-WebSocket-Version") != "13" {
+		return "", "unsupported version"
+	}
+	key = r.Header.Get("Sec-WebSocket-Key")
+	if b, err := base64.StdEncoding.DecodeString(key); err != nil || len(b) != 16 {
+		return "", "bad Sec-WebSocket-Key"
+	}
+	return key, ""
+}
+
+func headerHasToken(hdr http.Header, name, token string) bool {
+	for _, v := range hdr.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func wantsSubprotocol(r *http.Request) bool {
+	return headerHasToken(r.Header, "Sec-WebSocket-Protocol", Subprotocol)
+}
+
+const acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+func handshakeResponse(key string, subprotocol bool) []byte {
+	sum := sha1.Sum([]byte(key + acceptGUID))
+	b := make([]byte, 0, 256)
+	b = append(b, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	b = base64.StdEncoding.AppendEncode(b, sum[:])
+	if subprotocol {
+		b = append(b, "\r\nSec-WebSocket-Protocol: "+Subprotocol...)
+	}
+	return append(b, "\r\n\r\n"...)
+}
+
+// originAllowed guards against cross-site WebSocket hijacking: a browser
+// page from another site must not open a connection with the user's
+// cookies. Clients that send no Origin are not browsers and pass.
+func (h *Hub) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if len(h.opts.AllowedOrigins) == 0 {
+		return strings.EqualFold(u.Host, r.Host)
+	}
+	host := u.Hostname()
+	for _, allowed := range h.opts.AllowedOrigins {
+		switch {
+		case allowed == "*":
+			return true
+		case strings.Contains(allowed, "://"):
+			if strings.EqualFold(allowed, origin) {
+				return true
+			}
+		case strings.HasPrefix(allowed, "*."):
+			if suffix := allowed[1:]; len(host) > len(suffix) && strings.HasSuffix(strings.ToLower(host), strings.ToLower(suffix)) {
+				return true
+			}
+		default:
+			if strings.EqualFold(allowed, u.Host) || strings.EqualFold(allowed, host) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+var _ = net.ErrClosed

@@ -1,0 +1,290 @@
+package switchboard
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchboardhq/switchboard/internal/protocol"
+	"github.com/switchboardhq/switchboard/internal/wsframe"
+)
+
+// Close codes (PROTOCOL.md, "Close codes").
+const (
+	CloseNormal       = 1000
+	CloseGoingAway    = 1001
+	ClosePolicy       = 1008
+	CloseTooBig       = 1009
+	CloseInternal     = 1011
+	ClosePingTimeout  = 4000
+	CloseSlowConsumer = 4001
+	CloseReplaced     = 4002
+	CloseKicked       = 4003
+)
+
+// ServerUser is the from field of messages published by application code.
+const ServerUser = "server"
+
+// ErrClosed is returned by a Hub that has been shut down.
+var ErrClosed = errors.New("switchboard: hub closed")
+
+// Hub is the registry of live connections and the router between them.
+// Create one with New, mount Handler, and call its methods from anywhere.
+type Hub struct {
+	opts     Options
+	reg      *registry
+	writers  *writerPool
+	broker   Broker
+	presence Presence
+	log      *slog.Logger
+
+	total    atomic.Int64 // connections held or being accepted, for MaxConns
+	draining atomic.Bool
+	msgSeq   atomic.Uint64
+	msgPfx   string
+	panics   atomic.Int64
+
+	closingMu sync.Mutex
+	closing   map[*Conn]int64 // server-closed sockets awaiting the peer's close, -> deadline
+
+	subsMu sync.Mutex
+	subs   map[string]int // broker channel -> local interest count
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	idle   chan struct{} // signalled when total drops to zero while draining
+}
+
+// New starts a hub. The zero Options give a working single-node hub.
+func New(opts Options) (*Hub, error) {
+	opts = opts.withDefaults()
+	h := &Hub{
+		opts:    opts,
+		reg:     newRegistry(),
+		writers: newWriterPool(runtime.GOMAXPROCS(0)),
+		broker:  opts.Broker,
+		log:     opts.Logger,
+		msgPfx:  randomHex(4) + "-",
+		closing: make(map[*Conn]int64),
+		subs:    make(map[string]int),
+		idle:    make(chan struct{}, 1),
+	}
+	if h.broker == nil {
+		h.broker = NewMemoryBroker()
+	}
+	h.presence = opts.Presence
+	if h.presence == nil {
+		h.presence = localPresence{reg: h.reg}
+	}
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+	if err := h.broker.Start(h.ctx, h.deliver); err != nil {
+		h.cancel()
+		return nil, fmt.Errorf("start broker: %w", err)
+	}
+	if err := h.broker.Subscribe(h.ctx, channelAll); err != nil {
+		h.cancel()
+		return nil, fmt.Errorf("subscribe %s: %w", channelAll, err)
+	}
+	h.wg.Add(1)
+	go h.sweep()
+	return h, nil
+}
+
+// NodeID is this node's name.
+func (h *Hub) NodeID() string { return h.opts.NodeID }
+
+// Count returns the number of open connections on this node.
+func (h *Hub) Count() int {
+	n, _, _ := h.reg.counts()
+	return n
+}
+
+// Stats are this node's counts.
+type Stats struct {
+	Connections int `json:"connections"`
+	Users       int `json:"users"`
+	Rooms       int `json:"rooms"`
+}
+
+// Stats returns this node's connection, user and room counts.
+func (h *Hub) Stats() Stats {
+	c, u, r := h.reg.counts()
+	return Stats{Connections: c, Users: u, Rooms: r}
+}
+
+// OnlineUsers returns the sorted ids of users with a connection, across
+// the cluster when Presence is cluster-wide.
+func (h *Hub) OnlineUsers(ctx context.Context) ([]string, error) {
+	return h.presence.OnlineUsers(ctx)
+}
+
+// RoomUsers returns the sorted ids of users in room.
+func (h *Hub) RoomUsers(ctx context.Context, room string) ([]string, error) {
+	return h.presence.RoomUsers(ctx, room)
+}
+
+// UserConns returns the user's connections on this node, oldest first.
+func (h *Hub) UserConns(user string) []*Conn { return h.reg.userConns(user) }
+
+// Publish sends data (raw JSON) to every connection in room, on all nodes,
+// as a message from "server". It returns the message id.
+func (h *Hub) Publish(ctx context.Context, room string, data json.RawMessage) (string, error) {
+	if msg := protocol.ValidateRoom(room); msg != "" {
+		return "", fmt.Errorf("publish: %s", msg)
+	}
+	return h.publish(ctx, kindRoomMessage, "", room, ServerUser, data)
+}
+
+// SendToUser sends data to every connection of user, on all nodes.
+func (h *Hub) SendToUser(ctx context.Context, user string, data json.RawMessage) (string, error) {
+	if user == "" {
+		return "", errors.New("send: empty user id")
+	}
+	return h.publish(ctx, kindUserMessage, "", user, ServerUser, data)
+}
+
+// Broadcast sends data to every connection on every node. The message
+// carries "broadcast": true instead of a room or a recipient.
+func (h *Hub) Broadcast(ctx context.Context, data json.RawMessage) (string, error) {
+	return h.publish(ctx, kindBroadcast, "", "", ServerUser, data)
+}
+
+// Disconnect closes every connection of user on all nodes with 4003 kicked.
+func (h *Hub) Disconnect(ctx context.Context, user string) error {
+	env := envelope{kind: kindKick, target: user}
+	if err := h.broker.Publish(ctx, channelAll, env.marshal()); err != nil {
+		return fmt.Errorf("disconnect %s: %w", user, err)
+	}
+	return nil
+}
+
+func (h *Hub) nextMessageID() string {
+	return h.msgPfx + strconv.FormatUint(h.msgSeq.Add(1), 36)
+}
+
+// publish encodes the message once and hands it to the broker.
+func (h *Hub) publish(ctx context.Context, kind byte, origin, target, from string, data json.RawMessage) (string, error) {
+	if h.ctx.Err() != nil {
+		return "", ErrClosed
+	}
+	if len(data) == 0 {
+		data = json.RawMessage("null")
+	} else if !json.Valid(data) {
+		return "", errors.New("data is not valid JSON")
+	}
+	m := protocol.Message{From: from, Data: data, ID: h.nextMessageID(), TS: time.Now().UnixMilli()}
+	channel := channelAll
+	switch kind {
+	case kindRoomMessage:
+		m.Room, channel = target, roomChannelPfx+target
+	case kindUserMessage:
+		m.To, channel = target, userChannelPfx+target
+	}
+	var frame []byte
+	if kind == kindBroadcast {
+		frame = appendBroadcast(nil, &m)
+	} else {
+		frame = protocol.AppendMessage(make([]byte, 0, 96+len(data)), &m)
+	}
+	env := envelope{kind: kind, origin: origin, target: target, frame: frame}
+	if err := h.broker.Publish(ctx, channel, env.marshal()); err != nil {
+		return "", fmt.Errorf("publish: %w", err)
+	}
+	return m.ID, nil
+}
+
+func appendBroadcast(dst []byte, m *protocol.Message) []byte {
+	dst = append(dst, `{"type":"message","broadcast":true,"from":`...)
+	dst = protocol.AppendString(dst, m.From)
+	dst = append(dst, `,"data":`...)
+	dst = append(dst, m.Data...)
+	dst = append(dst, `,"id":`...)
+	dst = protocol.AppendString(dst, m.ID)
+	dst = append(dst, `,"ts":`...)
+	dst = strconv.AppendInt(dst, m.TS, 10)
+	return append(dst, '}')
+}
+
+// deliver fans out one broker payload to this node's connections. The
+// WebSocket frame is built once and shared by every recipient.
+func (h *Hub) deliver(_ string, payload []byte) {
+	env, err := unmarshalEnvelope(payload)
+	if err != nil {
+		h.log.Warn("broker payload dropped", "error", err, "bytes", len(payload))
+		return
+	}
+	if env.kind == kindKick {
+		for _, c := range h.reg.userConns(env.target) {
+			h.closeConn(c, CloseKicked, "kicked")
+		}
+		return
+	}
+	frame := wsframe.AppendFrame(make([]byte, 0, wsframe.FrameSize(len(env.frame))), wsframe.OpText, env.frame)
+	switch env.kind {
+	case kindRoomMessage, kindRoomEvent:
+		h.reg.eachMember(env.target, func(c *Conn, echo bool) {
+			if c.id == env.origin && (!echo || env.kind == kindRoomEvent) {
+				return
+			}
+			c.enqueue(frame)
+		})
+	case kindUserMessage:
+		for _, c := range h.reg.userConns(env.target) {
+			c.enqueue(frame)
+		}
+	case kindBroadcast:
+		h.reg.eachConn(func(c *Conn) { c.enqueue(frame) })
+	}
+}
+
+// interest counts local reasons to hear a broker channel and subscribes or
+// unsubscribes on the first and last.
+func (h *Hub) interest(channel string, delta int) {
+	h.subsMu.Lock()
+	n := h.subs[channel] + delta
+	if n <= 0 {
+		delete(h.subs, channel)
+	} else {
+		h.subs[channel] = n
+	}
+	h.subsMu.Unlock()
+	var err error
+	switch {
+	case delta > 0 && n == delta:
+		err = h.broker.Subscribe(h.ctx, channel)
+	case delta < 0 && n <= 0:
+		err = h.broker.Unsubscribe(h.ctx, channel)
+	}
+	if err != nil {
+		h.log.Error("broker subscription failed", "error", err)
+	}
+}
+
+// announce tells a room's members that a user arrived or left.
+func (h *Hub) announce(room string, frame []byte) { h.announceFrom("", room, frame) }
+
+// announceFrom is announce that skips the connection that caused it.
+func (h *Hub) announceFrom(origin, room string, frame []byte) {
+	env := envelope{kind: kindRoomEvent, origin: origin, target: room, frame: frame}
+	if err := h.broker.Publish(h.ctx, roomChannelPfx+room, env.marshal()); err != nil {
+		h.log.Error("announce failed", "error", err, "room", room)
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,143 @@
+package switchboard
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/switchboardhq/switchboard/internal/protocol"
+)
+
+// closeConn is the server closing a connection: the connection leaves the
+// registry at once (leave is announced), a close frame is queued behind
+// what is already queued (or instead of it, for a slow consumer), and the
+// socket is shut when the peer answers or after the write timeout.
+func (h *Hub) closeConn(c *Conn, code int, reason string) {
+	if !c.state.CompareAndSwap(stateOpen, stateClosing) {
+		return
+	}
+	h.cleanup(c, code, reason)
+	c.queueClose(code, reason, code == CloseSlowConsumer, false)
+	h.closingMu.Lock()
+	h.closing[c] = time.Now().Add(h.opts.Limits.WriteTimeout).UnixNano()
+	h.closingMu.Unlock()
+}
+
+// peerClosed answers the peer's close frame with the same code and shuts
+// the socket once the answer is written.
+func (h *Hub) peerClosed(c *Conn, code int, reason string) {
+	if !c.state.CompareAndSwap(stateOpen, stateClosing) {
+		// We closed first and this is the peer's answer.
+		h.shut(c)
+		return
+	}
+	h.cleanup(c, code, "peer: "+reason)
+	if code == 1005 || code == 1006 || code == 1015 {
+		code = CloseNormal // reserved codes may not be sent back
+	}
+	c.queueClose(code, "", false, true)
+	h.closingMu.Lock()
+	h.closing[c] = time.Now().Add(h.opts.Limits.WriteTimeout).UnixNano()
+	h.closingMu.Unlock()
+}
+
+// transportClosed runs when the socket failed or was shut: whatever the
+// state, the connection is cleaned up and the socket released.
+func (h *Hub) transportClosed(c *Conn, err error) {
+	if c.state.CompareAndSwap(stateOpen, stateClosed) {
+		code, reason := 1006, "connection lost"
+		var ce *closeCause
+		if errors.As(err, &ce) {
+			code, reason = ce.code, ce.reason
+		}
+		if err != nil && !isEOF(err) && ce == nil {
+			h.log.Debug("connection read failed", "conn_id", c.id, "error", err)
+		}
+		h.cleanup(c, code, reason)
+	}
+	h.shut(c)
+}
+
+// shut releases the socket and the connection's MaxConns slot, once.
+func (h *Hub) shut(c *Conn) {
+	c.state.Store(stateClosed)
+	if c.shutDone.Swap(true) {
+		return
+	}
+	h.closingMu.Lock()
+	delete(h.closing, c)
+	h.closingMu.Unlock()
+	if c.t != nil {
+		_ = c.t.close()
+	}
+	if h.total.Add(-1) <= 0 && h.draining.Load() {
+		select {
+		case h.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// cleanup removes c from every index exactly once, announcing leave in
+// each room where it was its user's last connection, and runs callbacks.
+func (h *Hub) cleanup(c *Conn, code int, reason string) {
+	if c.cleaned.Swap(true) {
+		return
+	}
+	h.reg.removeConn(c)
+	lastOfUser := h.reg.removeUserConn(c)
+	c.mu.Lock()
+	rooms := make([]string, 0, len(c.rooms))
+	for r := range c.rooms {
+		rooms = append(rooms, r)
+	}
+	c.mu.Unlock()
+	for _, r := range rooms {
+		h.leftRoom(c, r)
+	}
+	h.interest(userChannelPfx+c.user, -1)
+	if lastOfUser {
+		if err := h.presence.Disconnect(h.ctx, c.user); err != nil {
+			h.log.Error("presence disconnect failed", "error", err, "user_id", c.user)
+		}
+	}
+	online := h.Count()
+	h.log.Info("connection closed", "conn_id", c.id, "user_id", c.user, "code", code,
+		"reason", reason, "online_count", online, "duration_ms", time.Since(c.connectedAt).Milliseconds())
+	if cb := h.opts.OnDisconnect; cb != nil {
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					h.log.Error("OnDisconnect panicked", "conn_id", c.id, "panic", fmt.Sprint(p))
+				}
+			}()
+			cb(c, code, reason)
+		}()
+	}
+}
+
+// leftRoom updates the room index and presence after c left room.
+func (h *Hub) leftRoom(c *Conn, room string) {
+	if h.reg.leaveRoom(c, room) {
+		if err := h.presence.Leave(h.ctx, room, c.user); err != nil {
+			h.log.Error("presence leave failed", "error", err, "room", room)
+		}
+		h.announce(room, protocol.Leave(room, c.user))
+	}
+	h.interest(roomChannelPfx+room, -1)
+}
+
+// closeCause carries the close code to send when reading fails in a way
+// the protocol names (frame too big, invalid UTF-8, protocol error).
+type closeCause struct {
+	code   int
+	reason string
+}
+
+func (e *closeCause) Error() string { return fmt.Sprintf("close %d %s", e.code, e.reason) }
+
+func isEOF(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
+}

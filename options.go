@@ -1,0 +1,182 @@
+package switchboard
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Limits bound what one connection, one user and the whole hub may use.
+// The zero value of every field means its documented default.
+type Limits struct {
+	// MaxMessageBytes is the largest inbound frame; a larger one closes the
+	// connection with 1009 too_big. Default 65536.
+	MaxMessageBytes int
+	// MaxDataBytes is the largest data field of a publish or send accepted
+	// from a client; larger data is refused with error too_large while the
+	// connection stays open. Default MaxMessageBytes.
+	MaxDataBytes int
+	// Rate is the sustained number of messages per second a connection may
+	// send; Burst is how many it may send at once. Defaults 20 and 40.
+	Rate  float64
+	Burst int
+	// MaxRateViolations is how many rate-limited frames in a row close the
+	// connection with 1008 policy. Default 10.
+	MaxRateViolations int
+	// MaxConnsPerUser is how many connections one user may hold. Default 8.
+	MaxConnsPerUser int
+	// PerUserPolicy says what happens to a connection past MaxConnsPerUser:
+	// PolicyReject (the default) answers HTTP 429, PolicyEvictOldest accepts
+	// it and closes the user's oldest connection with 4002 replaced.
+	PerUserPolicy PerUserPolicy
+	// MaxConns is the total number of connections; past it the handshake is
+	// answered 503 server_full with Retry-After. Default 100000.
+	MaxConns int
+	// MaxRooms is how many rooms one connection may be in. Default 64.
+	MaxRooms int
+	// QueueBytes bounds the bytes queued for one connection and not yet
+	// taken by the kernel; past it the connection is closed 4001
+	// slow_consumer. Default 1 MiB.
+	QueueBytes int
+	// WriteTimeout is how long queued bytes may wait for the peer to read
+	// them before the connection is closed as a slow consumer. Default 5s.
+	WriteTimeout time.Duration
+}
+
+// PerUserPolicy chooses what happens when a user opens one connection too many.
+type PerUserPolicy string
+
+// Per-user connection policies.
+const (
+	PolicyReject      PerUserPolicy = "reject"
+	PolicyEvictOldest PerUserPolicy = "evict-oldest"
+)
+
+// Default values, as documented on Limits and Options.
+const (
+	DefaultMaxMessageBytes   = 64 << 10
+	DefaultRate              = 20
+	DefaultBurst             = 40
+	DefaultMaxRateViolations = 10
+	DefaultMaxConnsPerUser   = 8
+	DefaultMaxConns          = 100000
+	DefaultMaxRooms          = 64
+	DefaultQueueBytes        = 1 << 20
+	DefaultWriteTimeout      = 5 * time.Second
+	DefaultPingInterval      = 25 * time.Second
+	DefaultPongTimeout       = 10 * time.Second
+	DefaultShutdownTimeout   = 10 * time.Second
+	// Subprotocol is offered back to clients that ask for it.
+	Subprotocol = "switchboard.v1"
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxMessageBytes <= 0 {
+		l.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if l.MaxDataBytes <= 0 {
+		l.MaxDataBytes = l.MaxMessageBytes
+	}
+	if l.Rate <= 0 {
+		l.Rate = DefaultRate
+	}
+	if l.Burst <= 0 {
+		l.Burst = DefaultBurst
+	}
+	if l.MaxRateViolations <= 0 {
+		l.MaxRateViolations = DefaultMaxRateViolations
+	}
+	if l.MaxConnsPerUser <= 0 {
+		l.MaxConnsPerUser = DefaultMaxConnsPerUser
+	}
+	if l.PerUserPolicy == "" {
+		l.PerUserPolicy = PolicyReject
+	}
+	if l.MaxConns <= 0 {
+		l.MaxConns = DefaultMaxConns
+	}
+	if l.MaxRooms <= 0 {
+		l.MaxRooms = DefaultMaxRooms
+	}
+	if l.QueueBytes <= 0 {
+		l.QueueBytes = DefaultQueueBytes
+	}
+	if l.WriteTimeout <= 0 {
+		l.WriteTimeout = DefaultWriteTimeout
+	}
+	return l
+}
+
+// Identity is who a connection belongs to, as established by authentication.
+type Identity struct {
+	// User is the user id; required.
+	User string
+	// Rooms limits which rooms the user may join and publish to: exact
+	// names, or patterns ending in * that match by prefix. Nil allows every
+	// room except other users' private rooms (user:<id>).
+	Rooms []string
+	// ExpiresAt, when set, closes the connection with 1008 at that time.
+	ExpiresAt time.Time
+}
+
+// Authenticator establishes the identity of a handshake request before any
+// upgrade. Returning an error answers 401 unauthorized; the error text is
+// logged (so it must never contain the token) but not sent.
+type Authenticator func(r *http.Request) (*Identity, error)
+
+// Options configure a Hub. The zero value works: development authentication
+// from the user query parameter, an in-memory broker and presence, and the
+// documented default limits and intervals.
+type Options struct {
+	// Authenticate establishes identities. Default QueryUserAuth, which
+	// trusts the user query parameter: for development only.
+	Authenticate Authenticator
+	// AllowedOrigins lists the browser origins that may connect: exact
+	// origins ("https://app.example.com"), hosts ("app.example.com") or
+	// host patterns ("*.example.com"). Default: the request's own host.
+	// Requests without an Origin header (non-browser clients) are allowed.
+	AllowedOrigins []string
+	// Limits bound connections and users; zero fields take their defaults.
+	Limits Limits
+	// PingInterval is how often the server pings (default 25s);
+	// PongTimeout is how much longer it waits for any frame before closing
+	// with 4000 ping_timeout (default 10s).
+	PingInterval time.Duration
+	PongTimeout  time.Duration
+	// Broker carries publishes between nodes. Default: in-memory, one node.
+	Broker Broker
+	// Presence answers who is in a room across nodes. Default: this node's
+	// registry.
+	Presence Presence
+	// NodeID names this node in logs, stats and ids. Default: random.
+	NodeID string
+	// Logger receives events with counts and ids, never payloads or
+	// tokens. Default slog.Default().
+	Logger *slog.Logger
+	// Callbacks observe the life cycle; each runs on the connection's own
+	// goroutine, must not block for long, and a panic in one closes only
+	// that connection (1011).
+	OnConnect    func(c *Conn)
+	OnMessage    func(c *Conn, raw []byte)
+	OnDisconnect func(c *Conn, code int, reason string)
+}
+
+func (o Options) withDefaults() Options {
+	if o.Authenticate == nil {
+		o.Authenticate = QueryUserAuth
+	}
+	o.Limits = o.Limits.withDefaults()
+	if o.PingInterval <= 0 {
+		o.PingInterval = DefaultPingInterval
+	}
+	if o.PongTimeout <= 0 {
+		o.PongTimeout = DefaultPongTimeout
+	}
+	if o.NodeID == "" {
+		o.NodeID = "node-" + randomHex(3)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}

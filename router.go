@@ -1,0 +1,251 @@
+package switchboard
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/switchboardhq/switchboard/internal/protocol"
+	"github.com/switchboardhq/switchboard/internal/wsframe"
+)
+
+// onData feeds bytes read from the socket through the frame reader and
+// routes each complete frame. A panic anywhere below, including in an
+// application callback, closes only this connection with 1011.
+func (h *Hub) onData(c *Conn, data []byte) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			n := h.panics.Add(1)
+			h.log.Error("handler panicked; connection closed 1011", "conn_id", c.id, "user_id", c.user,
+				"panic", fmt.Sprint(p), "panics_total", n)
+			h.closeConn(c, CloseInternal, "internal")
+			err = nil
+		}
+	}()
+	if c.readFailed {
+		return nil
+	}
+	ferr := c.reader.Feed(data, func(op wsframe.Opcode, payload []byte) bool {
+		c.lastSeen.Store(time.Now().UnixNano())
+		if op == wsframe.OpClose {
+			code, reason, cerr := wsframe.ParseClosePayload(payload)
+			if cerr != nil {
+				var ce *wsframe.CloseError
+				if errors.As(cerr, &ce) {
+					h.closeConn(c, ce.Code, ce.Reason)
+				}
+				return false
+			}
+			h.peerClosed(c, code, reason)
+			return false
+		}
+		if c.isClosed() {
+			return false // closing: only the peer's close frame matters now
+		}
+		switch op {
+		case wsframe.OpText:
+			h.handleText(c, payload)
+		case wsframe.OpBinary:
+			c.enqueueJSON(protocol.Error("", protocol.CodeBadRequest, "binary frames are not supported; send JSON text"))
+		case wsframe.OpPing:
+			c.enqueue(wsframe.AppendFrame(nil, wsframe.OpPong, payload))
+		}
+		return !c.isClosed()
+	})
+	if ferr != nil {
+		c.readFailed = true
+		var ce *wsframe.CloseError
+		if errors.As(ferr, &ce) {
+			h.closeConn(c, ce.Code, ce.Reason)
+			return nil
+		}
+		return fmt.Errorf("read frame: %w", ferr)
+	}
+	return nil
+}
+
+// enqueueJSON frames one JSON text for this connection alone.
+func (c *Conn) enqueueJSON(text []byte) bool {
+	return c.enqueue(wsframe.AppendFrame(make([]byte, 0, wsframe.FrameSize(len(text))), wsframe.OpText, text))
+}
+
+var (
+	pingWireFrame = wsframe.AppendFrame(nil, wsframe.OpText, protocol.PingFrame)
+	pongWireFrame = wsframe.AppendFrame(nil, wsframe.OpText, protocol.PongFrame)
+)
+
+func (h *Hub) handleText(c *Conn, payload []byte) {
+	req, derr := protocol.Decode(payload)
+	if derr == nil && req.Type == protocol.TypePong {
+		return // liveness was refreshed already; pongs are never rate limited
+	}
+	if !c.limiter.Allow() {
+		c.violations++
+		if c.violations >= h.opts.Limits.MaxRateViolations {
+			h.closeConn(c, ClosePolicy, "policy")
+			return
+		}
+		ref := req.ID
+		if derr != nil {
+			ref = derr.Ref
+		}
+		c.enqueueJSON(protocol.Error(ref, protocol.CodeRateLimited, "too many messages; slow down"))
+		return
+	}
+	c.violations = 0
+	if derr != nil {
+		c.enqueueJSON(protocol.Error(derr.Ref, derr.Code, derr.Message))
+		return
+	}
+	if cb := h.opts.OnMessage; cb != nil && req.Type != protocol.TypePing {
+		cb(c, payload)
+	}
+	switch req.Type {
+	case protocol.TypePing:
+		c.enqueue(pongWireFrame)
+		h.ack(c, req.ID)
+	case protocol.TypeJoin:
+		h.handleJoin(c, &req)
+	case protocol.TypeLeave:
+		if !c.removeRoom(req.Room) {
+			h.fail(c, req.ID, protocol.CodeNotJoined, "not in room "+req.Room)
+			return
+		}
+		h.leftRoom(c, req.Room)
+		h.ack(c, req.ID)
+	case protocol.TypePublish:
+		if !h.mayPublish(c, &req) {
+			return
+		}
+		if _, err := h.publish(h.ctx, kindRoomMessage, c.id, req.Room, c.user, req.Data); err != nil {
+			h.log.Error("publish failed", "error", err, "conn_id", c.id)
+			h.fail(c, req.ID, protocol.CodeInternal, "publish failed")
+			return
+		}
+		h.ack(c, req.ID)
+	case protocol.TypeSend:
+		if len(req.Data) > h.opts.Limits.MaxDataBytes {
+			h.fail(c, req.ID, protocol.CodeTooLarge, fmt.Sprintf("data is over %d bytes", h.opts.Limits.MaxDataBytes))
+			return
+		}
+		if _, err := h.publish(h.ctx, kindUserMessage, c.id, req.To, c.user, req.Data); err != nil {
+			h.log.Error("send failed", "error", err, "conn_id", c.id)
+			h.fail(c, req.ID, protocol.CodeInternal, "send failed")
+			return
+		}
+		h.ack(c, req.ID)
+	case protocol.TypePresence:
+		if !mayJoin(c, req.Room) {
+			h.fail(c, req.ID, protocol.CodeForbidden, "room not allowed: "+req.Room)
+			return
+		}
+		users, err := h.presence.RoomUsers(h.ctx, req.Room)
+		if err != nil {
+			h.log.Error("presence failed", "error", err, "room", req.Room)
+			h.fail(c, req.ID, protocol.CodeInternal, "presence unavailable")
+			return
+		}
+		c.enqueueJSON(protocol.Presence(req.Room, users))
+		h.ack(c, req.ID)
+	}
+}
+
+func (h *Hub) mayPublish(c *Conn, req *protocol.Request) bool {
+	c.mu.Lock()
+	_, joined := c.rooms[req.Room]
+	c.mu.Unlock()
+	switch {
+	case !mayJoin(c, req.Room):
+		h.fail(c, req.ID, protocol.CodeForbidden, "room not allowed: "+req.Room)
+	case !joined:
+		h.fail(c, req.ID, protocol.CodeNotJoined, "join "+req.Room+" before publishing to it")
+	case len(req.Data) > h.opts.Limits.MaxDataBytes:
+		h.fail(c, req.ID, protocol.CodeTooLarge, fmt.Sprintf("data is over %d bytes", h.opts.Limits.MaxDataBytes))
+	default:
+		return true
+	}
+	return false
+}
+
+func (h *Hub) handleJoin(c *Conn, req *protocol.Request) {
+	if !mayJoin(c, req.Room) {
+		h.fail(c, req.ID, protocol.CodeForbidden, "room not allowed: "+req.Room)
+		return
+	}
+	echo := req.Echo == nil || *req.Echo
+	already, full := c.addRoom(req.Room, echo, h.opts.Limits.MaxRooms)
+	if full {
+		h.fail(c, req.ID, protocol.CodeTooManyRooms, fmt.Sprintf("already in %d rooms", h.opts.Limits.MaxRooms))
+		return
+	}
+	if !already {
+		// Subscribe before announcing so this node hears its own announcement.
+		h.interest(roomChannelPfx+req.Room, +1)
+	}
+	first, ok := h.reg.joinRoom(c, req.Room, echo)
+	if !ok {
+		return // closed meanwhile; cleanup already dropped the interest via c.rooms
+	}
+	if first {
+		if err := h.presence.Join(h.ctx, req.Room, c.user); err != nil {
+			h.log.Error("presence join failed", "error", err, "room", req.Room)
+		}
+		h.announceFrom(c.id, req.Room, protocol.Join(req.Room, c.user))
+	}
+	if req.ID == "" {
+		return
+	}
+	users, err := h.presence.RoomUsers(h.ctx, req.Room)
+	if err != nil {
+		h.log.Error("presence failed", "error", err, "room", req.Room)
+		users = []string{}
+	}
+	ack := protocol.Ack{Ref: req.ID, Users: users}
+	if req.Since != nil {
+		// Rooms keep no history yet: recovery is never possible.
+		recovered := false
+		ack.Recovered = &recovered
+		ack.Messages = [][]byte{}
+	}
+	c.enqueueJSON(protocol.AppendAck(nil, &ack))
+}
+
+// mayJoin applies the private-room rule and the identity's rooms claim.
+func mayJoin(c *Conn, room string) bool {
+	if rest, ok := strings.CutPrefix(room, "user:"); ok {
+		return rest == c.user
+	}
+	if c.ident == nil || c.ident.Rooms == nil {
+		return true
+	}
+	for _, p := range c.ident.Rooms {
+		if prefix, ok := strings.CutSuffix(p, "*"); ok {
+			if strings.HasPrefix(room, prefix) {
+				return true
+			}
+		} else if p == room {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *Hub) ack(c *Conn, ref string) {
+	if ref != "" {
+		c.enqueueJSON(protocol.AppendAck(nil, &protocol.Ack{Ref: ref}))
+	}
+}
+
+func (h *Hub) fail(c *Conn, ref, code, msg string) {
+	c.enqueueJSON(protocol.Error(ref, code, msg))
+}
+
+// writeFailed maps a failed write to the close it stands for.
+func writeFailed(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return &closeCause{code: CloseSlowConsumer, reason: "slow_consumer"}
+	}
+	return err
+}

@@ -1,0 +1,194 @@
+// Package config implements switchboard's operator-facing configuration
+// contract: command-line flags, SWITCHBOARD_* environment variables and an
+// optional strict YAML file, merged with the precedence
+// flag > environment > file > default, then validated.
+package config
+
+import (
+	"strings"
+	"time"
+)
+
+// Config is the fully merged and defaulted server configuration.
+type Config struct {
+	Addr            string
+	Auth            string
+	JWTSecret       string
+	JWTPublicKey    string
+	JWKSFile        string
+	JWTLeeway       time.Duration
+	TLSCert, TLSKey string
+	APIKeys         []string
+	AllowedOrigins  []string
+
+	PingInterval, PongTimeout time.Duration
+	MaxMessageBytes           int
+	Rate                      float64
+	Burst                     int
+
+	MaxConnsPerUser int
+	PerUserPolicy   string
+	MaxConns        int
+	MaxRooms        int
+
+	QueueBytes      int
+	WriteTimeout    time.Duration
+	ShutdownTimeout time.Duration
+
+	Broker, RedisURL, NATSURL string
+	PresenceTTL               time.Duration
+	NodeID                    string
+
+	LogLevel, LogFormat string
+	ConfigFile          string
+}
+
+// FlagInfo describes one flag for documentation: its name (without dashes),
+// its environment variable, its default as shown to operators, and its meaning.
+type FlagInfo struct{ Name, Env, Default, Usage string }
+
+// Accepted values of the enumerated settings.
+const (
+	AuthNone = "none"
+	AuthJWT  = "jwt"
+
+	PolicyReject      = "reject"
+	PolicyEvictOldest = "evict-oldest"
+
+	BrokerMemory = "memory"
+	BrokerRedis  = "redis"
+	BrokerNATS   = "nats"
+)
+
+const envPrefix = "SWITCHBOARD_"
+
+type kind int
+
+const (
+	kString   kind = iota
+	kInt           // decimal integer
+	kFloat         // floating point number
+	kDuration      // Go duration string
+	kRepeat        // list: repeatable flag, comma-separated in env and YAML scalars
+	kCSV           // list: comma-separated everywhere, flag repeatable too
+)
+
+func (k kind) placeholder() string {
+	switch k {
+	case kInt:
+		return "int"
+	case kFloat:
+		return "float"
+	case kDuration:
+		return "duration"
+	case kRepeat, kCSV:
+		return "list"
+	}
+	return "string"
+}
+
+// spec is one row of the flag table.
+type spec struct {
+	name   string
+	kind   kind
+	def    string // default applied by Load ("" = zero value or computed later)
+	show   string // default shown to operators when it differs from def
+	usage  string
+	secret bool
+	field  func(*Config) any // pointer to the Config field
+}
+
+func (s spec) env() string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(s.name, "-", "_"))
+}
+
+func (s spec) shownDefault() string {
+	if s.show != "" {
+		return s.show
+	}
+	return s.def
+}
+
+const configFlag = "config"
+
+var specs = []spec{
+	{name: "addr", def: "127.0.0.1:8080", usage: "listen address (host:port)",
+		field: func(c *Config) any { return &c.Addr }},
+	{name: "auth", show: "none on loopback, else jwt", usage: `authentication: "none" (identity from ?user=) or "jwt"`,
+		field: func(c *Config) any { return &c.Auth }},
+	{name: "jwt-secret", secret: true, usage: "HS256 shared secret for verifying tokens",
+		field: func(c *Config) any { return &c.JWTSecret }},
+	{name: "jwt-public-key", usage: "RS256 or ES256 public key (PEM) for verifying tokens",
+		field: func(c *Config) any { return &c.JWTPublicKey }},
+	{name: "jwks-file", usage: "JWKS file with token verification keys",
+		field: func(c *Config) any { return &c.JWKSFile }},
+	{name: "jwt-leeway", kind: kDuration, def: "30s", usage: "clock leeway for exp and nbf",
+		field: func(c *Config) any { return &c.JWTLeeway }},
+	{name: "tls-cert", usage: "TLS certificate file (PEM); serve TLS together with --tls-key",
+		field: func(c *Config) any { return &c.TLSCert }},
+	{name: "tls-key", usage: "TLS private key file (PEM); serve TLS together with --tls-cert",
+		field: func(c *Config) any { return &c.TLSKey }},
+	{name: "api-key", kind: kRepeat, secret: true, show: "none (backend API off)",
+		usage: "backend API key; repeat the flag for several (comma-separated in env)",
+		field: func(c *Config) any { return &c.APIKeys }},
+	{name: "allowed-origins", kind: kCSV, show: "the server's own host", usage: "allowed WebSocket Origins, comma-separated",
+		field: func(c *Config) any { return &c.AllowedOrigins }},
+	{name: "ping-interval", kind: kDuration, def: "25s", usage: "interval between liveness pings",
+		field: func(c *Config) any { return &c.PingInterval }},
+	{name: "pong-timeout", kind: kDuration, def: "10s", usage: "time to wait for a pong before closing",
+		field: func(c *Config) any { return &c.PongTimeout }},
+	{name: "max-message-bytes", kind: kInt, def: "65536", usage: "inbound frame size limit in bytes",
+		field: func(c *Config) any { return &c.MaxMessageBytes }},
+	{name: "rate", kind: kFloat, def: "20", usage: "inbound messages per second per connection",
+		field: func(c *Config) any { return &c.Rate }},
+	{name: "burst", kind: kInt, def: "40", usage: "inbound message burst per connection",
+		field: func(c *Config) any { return &c.Burst }},
+	{name: "max-conns-per-user", kind: kInt, def: "8", usage: "connections per user",
+		field: func(c *Config) any { return &c.MaxConnsPerUser }},
+	{name: "per-user-policy", def: PolicyReject, usage: `when a user is at the limit: "reject" or "evict-oldest"`,
+		field: func(c *Config) any { return &c.PerUserPolicy }},
+	{name: "max-conns", kind: kInt, def: "100000", usage: "total connections",
+		field: func(c *Config) any { return &c.MaxConns }},
+	{name: "max-rooms", kind: kInt, def: "64", usage: "rooms per connection",
+		field: func(c *Config) any { return &c.MaxRooms }},
+	{name: "queue-bytes", kind: kInt, def: "1048576", usage: "outbound queue bound per connection in bytes",
+		field: func(c *Config) any { return &c.QueueBytes }},
+	{name: "write-timeout", kind: kDuration, def: "5s", usage: "deadline for one outbound write",
+		field: func(c *Config) any { return &c.WriteTimeout }},
+	{name: "shutdown-timeout", kind: kDuration, def: "10s", usage: "drain deadline on shutdown",
+		field: func(c *Config) any { return &c.ShutdownTimeout }},
+	{name: "broker", def: BrokerMemory, usage: `message broker: "memory", "redis" or "nats"`,
+		field: func(c *Config) any { return &c.Broker }},
+	{name: "redis-url", def: "redis://127.0.0.1:6379/0", usage: "Redis address (with --broker=redis)",
+		field: func(c *Config) any { return &c.RedisURL }},
+	{name: "nats-url", def: "nats://127.0.0.1:4222", usage: "NATS address (with --broker=nats)",
+		field: func(c *Config) any { return &c.NATSURL }},
+	{name: "presence-ttl", kind: kDuration, def: "30s", usage: "cluster presence expiry",
+		field: func(c *Config) any { return &c.PresenceTTL }},
+	{name: "node-id", show: "host name + random suffix", usage: "this node's name in the cluster",
+		field: func(c *Config) any { return &c.NodeID }},
+	{name: "log-level", def: "info", usage: `log level: "debug", "info", "warn" or "error"`,
+		field: func(c *Config) any { return &c.LogLevel }},
+	{name: "log-format", def: "json", usage: `log format: "json" or "text"`,
+		field: func(c *Config) any { return &c.LogFormat }},
+	{name: configFlag, usage: "YAML file setting any of these flags by name (e.g. max-conns: 5000)",
+		field: func(c *Config) any { return &c.ConfigFile }},
+}
+
+// Flags returns the flag table in documentation order.
+func Flags() []FlagInfo {
+	out := make([]FlagInfo, len(specs))
+	for i, s := range specs {
+		out[i] = FlagInfo{Name: s.name, Env: s.env(), Default: s.shownDefault(), Usage: s.usage}
+	}
+	return out
+}
+
+func lookupSpec(name string) (spec, bool) {
+	for _, s := range specs {
+		if s.name == name {
+			return s, true
+		}
+	}
+	return spec{}, false
+}

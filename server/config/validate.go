@@ -1,0 +1,146 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Validate reports every problem with c, one per line. An empty Auth is
+// checked as its address-dependent default. Error messages never contain the
+// JWT secret, API keys or broker URLs (which may embed passwords).
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	host, _, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		bad("--addr must be host:port (e.g. 127.0.0.1:8080 or :8080), got %q", c.Addr)
+	}
+
+	auth := c.Auth
+	if auth == "" && err == nil {
+		auth = defaultAuth(c.Addr)
+	}
+	switch auth {
+	case AuthNone:
+		if err == nil && !isLoopback(host) {
+			bad("--auth=none refuses to listen on %s (not loopback): use --auth=jwt with --jwt-secret, or listen on 127.0.0.1", c.Addr)
+		}
+	case AuthJWT:
+		if c.JWTSecret == "" && c.JWTPublicKey == "" && c.JWKSFile == "" {
+			bad("--auth=jwt needs a token verification key: set --jwt-secret (HS256), --jwt-public-key (RS256/ES256 PEM) or --jwks-file")
+		}
+	case "":
+		// only reachable with an invalid --addr, already reported
+	default:
+		bad("--auth must be %q or %q, got %q", AuthNone, AuthJWT, c.Auth)
+	}
+
+	if c.JWTLeeway < 0 {
+		bad("--jwt-leeway must not be negative, got %s", c.JWTLeeway)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("--tls-cert and --tls-key must be given together")
+	}
+	for _, k := range c.APIKeys {
+		if strings.TrimSpace(k) == "" {
+			bad("--api-key must not be empty (is the variable holding it set?)")
+			break
+		}
+	}
+	for _, o := range c.AllowedOrigins {
+		if strings.TrimSpace(o) == "" {
+			bad("--allowed-origins must not contain empty entries")
+			break
+		}
+	}
+
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"ping-interval", c.PingInterval},
+		{"pong-timeout", c.PongTimeout},
+		{"write-timeout", c.WriteTimeout},
+		{"shutdown-timeout", c.ShutdownTimeout},
+		{"presence-ttl", c.PresenceTTL},
+	} {
+		if d.v <= 0 {
+			bad("--%s must be a positive duration (e.g. 10s), got %s", d.name, d.v)
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+	}{
+		{"max-message-bytes", c.MaxMessageBytes},
+		{"burst", c.Burst},
+		{"max-conns-per-user", c.MaxConnsPerUser},
+		{"max-conns", c.MaxConns},
+		{"max-rooms", c.MaxRooms},
+		{"queue-bytes", c.QueueBytes},
+	} {
+		if n.v < 1 {
+			bad("--%s must be at least 1, got %d", n.name, n.v)
+		}
+	}
+	if !(c.Rate > 0) || math.IsInf(c.Rate, 1) {
+		bad("--rate must be a positive number of messages per second, got %g", c.Rate)
+	}
+
+	if c.PerUserPolicy != PolicyReject && c.PerUserPolicy != PolicyEvictOldest {
+		bad("--per-user-policy must be %q or %q, got %q", PolicyReject, PolicyEvictOldest, c.PerUserPolicy)
+	}
+	switch c.Broker {
+	case BrokerMemory:
+	case BrokerRedis:
+		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			bad("--redis-url must be a redis:// or rediss:// URL (e.g. redis://127.0.0.1:6379/0)")
+		}
+	case BrokerNATS:
+		if strings.TrimSpace(c.NATSURL) == "" {
+			bad("--nats-url must not be empty with --broker=nats (e.g. nats://127.0.0.1:4222)")
+		}
+	default:
+		bad("--broker must be %q, %q or %q, got %q", BrokerMemory, BrokerRedis, BrokerNATS, c.Broker)
+	}
+	if strings.TrimSpace(c.NodeID) == "" {
+		bad("--node-id must not be empty")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad(`--log-level must be "debug", "info", "warn" or "error", got %q`, c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		bad(`--log-format must be "json" or "text", got %q`, c.LogFormat)
+	}
+	return errors.Join(errs...)
+}
+
+// defaultAuth is "none" when addr's host is a loopback address, else "jwt".
+func defaultAuth(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err == nil && isLoopback(host) {
+		return AuthNone
+	}
+	return AuthJWT
+}
+
+// isLoopback reports whether host is "localhost" or an IP in 127.0.0.0/8 or
+// ::1. An empty host (":8080") listens on every interface, so it is not.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
