@@ -188,6 +188,9 @@ func (h *Hub) hijack(w http.ResponseWriter, c *Conn) (transport, []byte, error) 
 			// From now on nbhttp hands this socket's bytes to the session.
 			nc.SetSession(&nbioSession{c: c, nc: hc})
 			hc.Parser = nil
+			// nbhttp armed an HTTP keep-alive read deadline; liveness is
+			// the sweeper's job from here on, with no timer per socket.
+			_ = nc.SetReadDeadline(time.Time{})
 			return &nbioTransport{nc: nc, writers: h.writers}, nil, nil
 		}
 		raw = hc.Conn
