@@ -3,8 +3,10 @@ module github.com/switchboardhq/switchboard
 go 1.26.8
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/lesismal/nbio v1.6.12
+	go.uber.org/goleak v1.3.0
 	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/time v0.16.0
 )

@@ -62,16 +62,9 @@ func (e *DecodeError) Error() string { return e.Code + ": " + e.Message }
 
 // wireRequest mirrors Request with raw fields so that the type of each field
 // can be checked and reported precisely instead of by encoding/json's generic
-// messages.
+// messages. A nil field was absent from the frame.
 type wireRequest struct {
-	Type  json.RawMessage `json:"type"`
-	ID    json.RawMessage `json:"id"`
-	Room  json.RawMessage `json:"room"`
-	To    json.RawMessage `json:"to"`
-	Data  json.RawMessage `json:"data"`
-	Since json.RawMessage `json:"since"`
-	Epoch json.RawMessage `json:"epoch"`
-	Echo  json.RawMessage `json:"echo"`
+	Type, ID, Room, To, Data, Since, Epoch, Echo json.RawMessage
 }
 
 // Decode parses one client frame strictly: it must be a JSON object with a
@@ -84,9 +77,22 @@ func Decode(frame []byte) (Request, *DecodeError) {
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return req, &DecodeError{Code: CodeBadRequest, Message: "frame must be a JSON object"}
 	}
-	var w wireRequest
-	if err := json.Unmarshal(frame, &w); err != nil {
+	// A map, not a struct: encoding/json matches struct fields
+	// case-insensitively (even "ſince" for "since"), and the protocol's keys
+	// are exact. "TYPE" is an unknown field, not the type.
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(frame, &fields); err != nil {
 		return req, &DecodeError{Code: CodeBadRequest, Message: "invalid JSON"}
+	}
+	w := wireRequest{
+		Type:  fields["type"],
+		ID:    fields["id"],
+		Room:  fields["room"],
+		To:    fields["to"],
+		Data:  fields["data"],
+		Since: fields["since"],
+		Epoch: fields["epoch"],
+		Echo:  fields["echo"],
 	}
 	// The id comes first so every later error can carry it as ref.
 	if w.ID != nil {

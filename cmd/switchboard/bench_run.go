@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/switchboardhq/switchboard/internal/loadgen"
+)
+
+// quietPeriod is how long no frame may arrive before the room counts as
+// settled after it filled (join announcements delivered).
+const quietPeriod = time.Second
+
+func runIdle(ctx context.Context, s *session, conns int, settle, window time.Duration) (*results, error) {
+	if conns <= 0 {
+		return nil, fmt.Errorf("--conns must be positive")
+	}
+	if err := s.startServer(ctx, s.serverFlagsFor(conns)...); err != nil {
+		return nil, err
+	}
+	rss0, err := s.rss()
+	if err != nil {
+		return nil, err
+	}
+	cpu0, err := s.cpu()
+	if err != nil {
+		return nil, err
+	}
+	s.logf("server RSS at start %d KB; connecting %d clients", rss0, conns)
+	start := time.Now()
+	ws, err := s.spawn(conns)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.waitJoined(ctx, "connect", ws, conns); err != nil {
+		return nil, err
+	}
+	connectTime := time.Since(start)
+	cpu1, err := s.cpu()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.waitQuiet(ctx, quietPeriod); err != nil {
+		return nil, err
+	}
+	if err := s.sleep(ctx, "settle", settle); err != nil {
+		return nil, err
+	}
+	rss1, err := s.rss()
+	if err != nil {
+		return nil, err
+	}
+	s.logf("server RSS %d KB with %d connections; measuring CPU for %s", rss1, conns, window)
+	before := total(ws)
+	cpuA, err := s.cpu()
+	if err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	if err := s.sleep(ctx, "window", window); err != nil {
+		return nil, err
+	}
+	cpuB, err := s.cpu()
+	if err != nil {
+		return nil, err
+	}
+	elapsed := time.Since(t0)
+	after := total(ws)
+
+	r := &results{mode: "idle"}
+	r.add("conns", "connections", conns, "")
+	r.add("server_rss_start_kb", "server RSS at start", rss0, "KB")
+	r.add("server_rss_kb", "server RSS with connections", rss1, "KB")
+	r.add("kb_per_conn", "server RSS per connection", round(float64(rss1-rss0)/float64(conns), 2), "KB")
+	r.add("connect_s", "connect + join time", round(connectTime.Seconds(), 2), "s")
+	r.add("server_cpu_per_conn_us", "server CPU per connect + join", round(float64(cpu1-cpu0)/float64(time.Microsecond)/float64(conns), 1), "us")
+	r.add("window_s", "CPU window", round(elapsed.Seconds(), 1), "s")
+	r.add("server_cpu_pct", "server CPU, idle", round(100*float64(cpuB-cpuA)/float64(elapsed), 2), "% of a core")
+	r.add("pings_in_window", "pings answered in window", after.Pings-before.Pings, "")
+	r.add("closed", "connections closed by server", after.Closed, "")
+	var err2 error
+	if after.Closed > 0 {
+		err2 = fmt.Errorf("%d connections were closed during the run (close codes %v)", after.Closed, after.CloseCodes)
+	}
+	return r, err2
+}
+
+type fanoutOpts struct {
+	subs, messages, size int
+	rate                 float64
+	drain                time.Duration
+}
+
+func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) {
+	if f.subs <= 0 || f.messages <= 0 {
+		return nil, fmt.Errorf("--subs and --messages must be positive")
+	}
+	if err := s.startServer(ctx, s.serverFlagsFor(f.subs+1)...); err != nil {
+		return nil, err
+	}
+	s.logf("connecting %d subscribers", f.subs)
+	subs, err := s.spawn(f.subs)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.waitJoined(ctx, "subscribers", subs, f.subs); err != nil {
+		return nil, err
+	}
+	s.opts.users = 0 // the publisher is a user of its own
+	pubs, err := s.spawn(1, "--publish", "--user-prefix", "pub", "--messages", strconv.Itoa(f.messages),
+		"--size", strconv.Itoa(f.size), "--rate", strconv.FormatFloat(f.rate, 'g', -1, 64))
+	if err != nil {
+		return nil, err
+	}
+	if err := s.waitJoined(ctx, "publisher", pubs, 1); err != nil {
+		return nil, err
+	}
+	if err := s.waitQuiet(ctx, quietPeriod); err != nil {
+		return nil, err
+	}
+	pub := pubs[0]
+	expected := int64(f.subs) * int64(f.messages)
+	base := total(subs)
+	u0, sys0, err := procCPUSplit(s.srv.pid())
+	if err != nil {
+		return nil, err
+	}
+	if err := pub.send("go"); err != nil {
+		return nil, err
+	}
+	s.logf("publishing %d messages of ~%d B at %s to %d subscribers", f.messages, f.size, rateText(f.rate), f.subs)
+	var published *loadgen.Status
+	lastMsgs, lastChange := int64(-1), time.Now()
+	runErr := s.poll(ctx, "deliver", func(t loadgen.Status) (bool, string, error) {
+		if published == nil {
+			select {
+			case st := <-pub.reports:
+				published = &st
+			default:
+			}
+		}
+		got := t.Msgs - base.Msgs
+		if got != lastMsgs {
+			lastMsgs, lastChange = got, time.Now()
+		}
+		p := fmt.Sprintf("%d/%d delivered", got, expected)
+		if published != nil && got < expected && time.Since(lastChange) >= f.drain {
+			return true, p + fmt.Sprintf("; nothing new for %s, giving up", f.drain), nil
+		}
+		return got >= expected, p, nil
+	}, append(subs, pub))
+	u1, sys1, err := procCPUSplit(s.srv.pid())
+	if err != nil {
+		return nil, err
+	}
+	rss, _ := s.rss()
+	if runErr != nil && published == nil {
+		return nil, runErr
+	}
+	for _, w := range subs {
+		if err := w.send("report"); err != nil {
+			return nil, err
+		}
+	}
+	var hist loadgen.HistData
+	var minPer, maxPer int64 = -1, 0
+	rctx, cancel := context.WithTimeout(ctx, s.opts.timeout)
+	defer cancel()
+	for _, w := range subs {
+		rep, err := w.await(rctx, "report")
+		if err != nil {
+			return nil, err
+		}
+		hist.Merge(*rep.Hist)
+		if minPer < 0 || rep.MinPerConn < minPer {
+			minPer = rep.MinPerConn
+		}
+		maxPer = max(maxPer, rep.MaxPerConn)
+	}
+	t := total(subs)
+	got := t.Msgs - base.Msgs
+	dur := time.Duration(t.LastRecvNs - published.PubStart)
+	cpu := u1 - u0 + sys1 - sys0
+
+	r := &results{mode: "fanout"}
+	r.add("subs", "subscribers", f.subs, "")
+	r.add("messages", "messages published", published.Published, "")
+	r.add("size", "data size", f.size, "B")
+	r.add("rate", "publish rate", rateText(f.rate), "")
+	r.add("publish_s", "publishing time", round(float64(published.PubEnd-published.PubStart)/1e9, 3), "s")
+	r.add("expected", "deliveries expected", expected, "")
+	r.add("received", "deliveries received", got, "")
+	r.add("lost", "lost", expected-got, "")
+	r.add("per_conn_min_max", "messages per subscriber (min/max)", fmt.Sprintf("%d/%d", minPer, maxPer), "")
+	r.add("duration_s", "first publish to last delivery", round(dur.Seconds(), 3), "s")
+	if dur > 0 {
+		r.add("deliveries_per_s", "deliveries per second", round(float64(got)/dur.Seconds(), 0), "/s")
+	}
+	r.add("server_cpu_ms", "server CPU during the run", round(float64(cpu)/float64(time.Millisecond), 1), "ms")
+	r.add("server_cpu_user_sys_ms", "  of which user/system", fmt.Sprintf("%.0f/%.0f", float64(u1-u0)/1e6, float64(sys1-sys0)/1e6), "ms")
+	if got > 0 {
+		r.add("server_cpu_us_per_delivery", "server CPU per delivery", round(float64(cpu)/float64(time.Microsecond)/float64(got), 3), "us")
+	}
+	for _, q := range []struct {
+		key, label string
+		q          float64
+	}{{"latency_p50_ms", "latency p50", .5}, {"latency_p90_ms", "latency p90", .9}, {"latency_p99_ms", "latency p99", .99}, {"latency_max_ms", "latency max", 1}} {
+		r.add(q.key, q.label, round(float64(hist.Quantile(q.q))/float64(time.Millisecond), 2), "ms")
+	}
+	r.add("server_rss_kb", "server RSS after", rss, "KB")
+	r.add("error_frames", "error frames", t.Errors+pub.status().Errors, "")
+	r.add("closed", "connections closed by server", t.Closed+pub.status().Closed, "")
+	if runErr != nil {
+		return r, runErr
+	}
+	if lost := expected - got; lost != 0 {
+		return r, fmt.Errorf("%d of %d deliveries lost (close codes %v, first client error: %q)", lost, expected, t.CloseCodes, t.FirstErr)
+	}
+	return r, nil
+}
+
+func rateText(rate float64) string {
+	if rate <= 0 {
+		return "max"
+	}
+	return strconv.FormatFloat(rate, 'g', -1, 64) + "/s"
+}
