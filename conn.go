@@ -51,8 +51,12 @@ type Conn struct {
 	violations int
 	readFailed bool
 
-	mu       sync.Mutex // guards the fields below; never held while taking a registry lock
-	queue    [][]byte
+	mu    sync.Mutex // guards the fields below; never held while taking a registry lock
+	queue [][]byte
+	// spare is the queue's previous backing array, kept so that steady
+	// traffic appends without allocating (a broadcast must cost O(1)
+	// allocations however many connections it reaches).
+	spare    [][]byte
 	flushing bool
 	// shutAfterFlush closes the socket once the queue has drained (a close
 	// frame answering the peer's close is the last thing written).
@@ -134,10 +138,14 @@ func (c *Conn) startFlushLocked() {
 // flush writes everything queued, several frames per system call when they
 // have piled up, until the queue is empty.
 func (c *Conn) flush() {
+	var done [][]byte
 	for {
 		c.mu.Lock()
+		if done != nil && cap(done) <= maxSpareFrames {
+			c.spare = done[:0]
+		}
 		q := c.queue
-		c.queue = nil
+		c.queue, c.spare = c.spare, nil
 		if len(q) == 0 {
 			c.flushing = false
 			shut := c.shutAfterFlush
@@ -148,7 +156,10 @@ func (c *Conn) flush() {
 			return
 		}
 		c.mu.Unlock()
-		if err := c.t.write(c, q); err != nil {
+		err := c.t.write(c, q)
+		clear(q) // let written frames be collected
+		done = q
+		if err != nil {
 			c.hub.transportClosed(c, writeFailed(err))
 			c.mu.Lock()
 			c.flushing = false
@@ -158,6 +169,10 @@ func (c *Conn) flush() {
 		}
 	}
 }
+
+// maxSpareFrames bounds the backing array kept between flushes, so a burst
+// does not pin a large array to an idle connection.
+const maxSpareFrames = 64
 
 // wrote records that n bytes reached the kernel.
 func (c *Conn) wrote(n int) {

@@ -27,7 +27,7 @@ func (h *Hub) sweep() {
 // pong timeout, write timeout) are overshot by at most a quarter, and
 // coarse enough that walking 100,000 connections stays cheap.
 func (h *Hub) sweepInterval() time.Duration {
-	d := min(h.opts.PingInterval, h.opts.PongTimeout, h.opts.Limits.WriteTimeout) / 4
+	d := min(h.opts.PingInterval, h.opts.PongTimeout, h.opts.Limits.WriteTimeout, h.opts.PresenceBatchInterval*4) / 4
 	return max(10*time.Millisecond, min(d, time.Second))
 }
 
@@ -61,6 +61,10 @@ func (h *Hub) sweepOnce(now time.Time) {
 		h.closeConn(v.c, v.code, v.reason)
 	}
 	h.sweepClosing(n)
+	if n-h.lastDiffFlush >= int64(h.opts.PresenceBatchInterval) {
+		h.lastDiffFlush = n
+		h.flushPresenceDiffs()
+	}
 }
 
 func stalled(c *Conn, now, timeout int64) bool {
@@ -113,7 +117,14 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 
 // Close stops the hub at once: every socket is shut without a close
 // handshake and the background goroutines end.
+// Calling it again does nothing.
 func (h *Hub) Close() error {
+	var err error
+	h.closeOnce.Do(func() { err = h.close() })
+	return err
+}
+
+func (h *Hub) close() error {
 	h.draining.Store(true)
 	h.cancel()
 	h.wg.Wait()

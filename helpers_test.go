@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,7 +45,12 @@ type starter func(t *testing.T, opts switchboard.Options) *testServer
 // goroutine-based connections, and nbio's event-driven engine.
 func transports(t *testing.T, fn func(t *testing.T, start starter)) {
 	t.Run("nethttp", func(t *testing.T) { fn(t, startStd) })
-	t.Run("nbio", func(t *testing.T) { fn(t, startNBIO) })
+	t.Run("nbio", func(t *testing.T) {
+		if raceEnabled {
+			t.Skip("nbio runs without -race (see race_on_test.go)")
+		}
+		fn(t, startNBIO)
+	})
 }
 
 func newHub(t *testing.T, opts switchboard.Options) (*switchboard.Hub, *syncBuffer) {
@@ -75,6 +81,9 @@ func startStd(t *testing.T, opts switchboard.Options) *testServer {
 
 func startNBIO(t *testing.T, opts switchboard.Options) *testServer {
 	t.Helper()
+	if raceEnabled {
+		t.Skip("nbio runs without -race (see race_on_test.go)")
+	}
 	hub, logs := newHub(t, opts)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -128,13 +137,13 @@ func (f frame) str(k string) string { s, _ := f[k].(string); return s }
 // client is a real WebSocket client (coder/websocket) whose frames are
 // read in the background so tests can wait for them with deadlines.
 type client struct {
-	t       *testing.T
-	conn    *websocket.Conn
-	frames  chan frame
-	done    chan struct{}
-	err     error // read error once done is closed
-	welcome frame
-	autoPong bool
+	t        *testing.T
+	conn     *websocket.Conn
+	frames   chan frame
+	done     chan struct{}
+	err      error // read error once done is closed
+	welcome  frame
+	autoPong atomic.Bool
 }
 
 func dial(t *testing.T, s *testServer, user string) *client {
@@ -166,7 +175,8 @@ func dialRaw(s *testServer, query string, hdr http.Header) (*websocket.Conn, *ht
 }
 
 func newClient(t *testing.T, c *websocket.Conn) *client {
-	cl := &client{t: t, conn: c, frames: make(chan frame, 4096), done: make(chan struct{}), autoPong: true}
+	cl := &client{t: t, conn: c, frames: make(chan frame, 4096), done: make(chan struct{})}
+	cl.autoPong.Store(true)
 	go cl.readLoop()
 	t.Cleanup(func() {
 		_ = c.CloseNow()
@@ -188,7 +198,7 @@ func (c *client) readLoop() {
 			c.err = fmt.Errorf("server sent invalid JSON %q: %w", data, jerr)
 			return
 		}
-		if f.str("type") == "ping" && c.autoPong {
+		if f.str("type") == "ping" && c.autoPong.Load() {
 			_ = c.conn.Write(context.Background(), websocket.MessageText, []byte(`{"type":"pong"}`))
 			continue
 		}

@@ -56,13 +56,17 @@ type Hub struct {
 	closingMu sync.Mutex
 	closing   map[*Conn]int64 // server-closed sockets awaiting the peer's close, -> deadline
 
+	diffs         presenceDiffs
+	lastDiffFlush int64 // sweeper only
+
 	subsMu sync.Mutex
 	subs   map[string]int // broker channel -> local interest count
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	idle   chan struct{} // signalled when total drops to zero while draining
+	closeOnce sync.Once
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	idle      chan struct{} // signalled when total drops to zero while draining
 }
 
 // New starts a hub. The zero Options give a working single-node hub.

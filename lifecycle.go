@@ -120,11 +120,15 @@ func (h *Hub) cleanup(c *Conn, code int, reason string) {
 
 // leftRoom updates the room index and presence after c left room.
 func (h *Hub) leftRoom(c *Conn, room string) {
-	if h.reg.leaveRoom(c, room) {
+	if last, size := h.reg.leaveRoom(c, room); last {
 		if err := h.presence.Leave(h.ctx, room, c.user); err != nil {
 			h.log.Error("presence leave failed", "error", err, "room", room)
 		}
-		h.announce(room, protocol.Leave(room, c.user))
+		if size > h.opts.PresenceBatchSize {
+			h.diffs.add(room, c.user, false)
+		} else {
+			h.announce(room, protocol.Leave(room, c.user))
+		}
 	}
 	h.interest(roomChannelPfx+room, -1)
 }

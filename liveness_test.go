@@ -45,7 +45,7 @@ func TestResponsivePeerStays(t *testing.T) {
 	transports(t, func(t *testing.T, start starter) {
 		s := start(t, switchboard.Options{PingInterval: 50 * time.Millisecond, PongTimeout: 50 * time.Millisecond})
 		a := dial(t, s, "a")
-		a.autoPong = false
+		a.autoPong.Store(false)
 		for i := 0; i < 8; i++ { // 8 intervals: well past ping_interval+pong_timeout
 			a.expect("ping")
 			a.sendRaw(`{"type":"pong"}`)

@@ -66,6 +66,8 @@ const (
 	DefaultPingInterval      = 25 * time.Second
 	DefaultPongTimeout       = 10 * time.Second
 	DefaultShutdownTimeout   = 10 * time.Second
+	DefaultPresenceBatchSize     = 100
+	DefaultPresenceBatchInterval = time.Second
 	// Subprotocol is offered back to clients that ask for it.
 	Subprotocol = "switchboard.v1"
 )
@@ -143,6 +145,13 @@ type Options struct {
 	// with 4000 ping_timeout (default 10s).
 	PingInterval time.Duration
 	PongTimeout  time.Duration
+	// PresenceBatchSize is the room size (connections on this node) past
+	// which join and leave are no longer announced one frame per change:
+	// the changes of each PresenceBatchInterval go out together as one
+	// presence_diff frame, so filling a room of N costs O(N) frames, not
+	// O(N^2). Defaults 100 and 1s.
+	PresenceBatchSize     int
+	PresenceBatchInterval time.Duration
 	// Broker carries publishes between nodes. Default: in-memory, one node.
 	Broker Broker
 	// Presence answers who is in a room across nodes. Default: this node's
@@ -171,6 +180,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PongTimeout <= 0 {
 		o.PongTimeout = DefaultPongTimeout
+	}
+	if o.PresenceBatchSize <= 0 {
+		o.PresenceBatchSize = DefaultPresenceBatchSize
+	}
+	if o.PresenceBatchInterval <= 0 {
+		o.PresenceBatchInterval = DefaultPresenceBatchInterval
 	}
 	if o.NodeID == "" {
 		o.NodeID = "node-" + randomHex(3)

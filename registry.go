@@ -142,15 +142,16 @@ func (r *registry) eachConn(fn func(*Conn)) {
 	}
 }
 
-// joinRoom adds c to name and reports whether c's user is new in the room.
+// joinRoom adds c to name and reports whether c's user is new in the room
+// and how many connections the room has here now.
 // It refuses a closed connection so that a join racing with cleanup cannot
 // leave a dead member behind (cleanup marks the connection closed first).
-func (r *registry) joinRoom(c *Conn, name string, echo bool) (firstOfUser, ok bool) {
+func (r *registry) joinRoom(c *Conn, name string, echo bool) (firstOfUser bool, size int, ok bool) {
 	s := &r.rooms[shardOf(name)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c.isClosed() {
-		return false, false
+		return false, 0, false
 	}
 	rm := s.rooms[name]
 	if rm == nil {
@@ -159,36 +160,37 @@ func (r *registry) joinRoom(c *Conn, name string, echo bool) (firstOfUser, ok bo
 	}
 	if _, dup := rm.members[c]; dup {
 		rm.members[c] = echo
-		return false, true
+		return false, len(rm.members), true
 	}
 	rm.members[c] = echo
 	rm.users[c.user]++
-	return rm.users[c.user] == 1, true
+	return rm.users[c.user] == 1, len(rm.members), true
 }
 
 // leaveRoom removes c from name and reports whether it was its user's last
-// connection there.
-func (r *registry) leaveRoom(c *Conn, name string) (lastOfUser bool) {
+// connection there and how many connections the room had here before.
+func (r *registry) leaveRoom(c *Conn, name string) (lastOfUser bool, size int) {
 	s := &r.rooms[shardOf(name)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rm := s.rooms[name]
 	if rm == nil {
-		return false
+		return false, 0
 	}
 	if _, in := rm.members[c]; !in {
-		return false
+		return false, 0
 	}
+	size = len(rm.members)
 	delete(rm.members, c)
 	rm.users[c.user]--
 	if rm.users[c.user] > 0 {
-		return false
+		return false, size
 	}
 	delete(rm.users, c.user)
 	if len(rm.members) == 0 {
 		delete(s.rooms, name)
 	}
-	return true
+	return true, size
 }
 
 // eachMember calls fn for every local member of the room under the shard's

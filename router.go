@@ -184,7 +184,7 @@ func (h *Hub) handleJoin(c *Conn, req *protocol.Request) {
 		// Subscribe before announcing so this node hears its own announcement.
 		h.interest(roomChannelPfx+req.Room, +1)
 	}
-	first, ok := h.reg.joinRoom(c, req.Room, echo)
+	first, size, ok := h.reg.joinRoom(c, req.Room, echo)
 	if !ok {
 		return // closed meanwhile; cleanup already dropped the interest via c.rooms
 	}
@@ -192,7 +192,11 @@ func (h *Hub) handleJoin(c *Conn, req *protocol.Request) {
 		if err := h.presence.Join(h.ctx, req.Room, c.user); err != nil {
 			h.log.Error("presence join failed", "error", err, "room", req.Room)
 		}
-		h.announceFrom(c.id, req.Room, protocol.Join(req.Room, c.user))
+		if size > h.opts.PresenceBatchSize {
+			h.diffs.add(req.Room, c.user, true)
+		} else {
+			h.announceFrom(c.id, req.Room, protocol.Join(req.Room, c.user))
+		}
 	}
 	if req.ID == "" {
 		return

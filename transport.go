@@ -51,7 +51,7 @@ func (t *stdTransport) write(c *Conn, frames [][]byte) error {
 }
 
 func (t *stdTransport) shutWhenDrained(*Conn) { _ = t.nc.Close() }
-func (t *stdTransport) close() error         { return t.nc.Close() }
+func (t *stdTransport) close() error          { return t.nc.Close() }
 
 // nbioTransport serves a connection owned by nbio's poller: reads arrive as
 // Parse calls, writes never block (nbio keeps what the kernel refuses), and

@@ -227,3 +227,16 @@ func AppendString(dst []byte, s string) []byte {
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
+
+// PresenceDiff batches a big room's joins and leaves of one interval; both
+// lists are sorted and either may be empty.
+func PresenceDiff(room string, joins, leaves []string) []byte {
+	dst := make([]byte, 0, 64+len(room)+16*(len(joins)+len(leaves)))
+	dst = append(dst, `{"type":"presence_diff","room":`...)
+	dst = AppendString(dst, room)
+	dst = append(dst, `,"joins":`...)
+	dst = AppendStrings(dst, joins)
+	dst = append(dst, `,"leaves":`...)
+	dst = AppendStrings(dst, leaves)
+	return append(dst, '}')
+}
