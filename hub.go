@@ -74,7 +74,7 @@ func New(opts Options) (*Hub, error) {
 	opts = opts.withDefaults()
 	h := &Hub{
 		opts:    opts,
-		reg:     newRegistry(),
+		reg:     newRegistry(shardCount),
 		writers: newWriterPool(runtime.GOMAXPROCS(0)),
 		broker:  opts.Broker,
 		log:     opts.Logger,

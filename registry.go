@@ -14,14 +14,14 @@ import (
 // lock (delivery walks a room and enqueues), never the other way round.
 const shardCount = 64
 
-func shardOf(key string) uint32 {
+func hashKey(key string) uint32 {
 	// FNV-1a inline: no allocation, good enough spread for map sharding.
 	h := uint32(2166136261)
 	for i := 0; i < len(key); i++ {
 		h ^= uint32(key[i])
 		h *= 16777619
 	}
-	return h % shardCount
+	return h
 }
 
 type connShard struct {
@@ -47,13 +47,15 @@ type roomShard struct {
 }
 
 type registry struct {
-	conns [shardCount]connShard
-	users [shardCount]userShard
-	rooms [shardCount]roomShard
+	n     uint32 // shards per index; shardCount except in benchmarks
+	conns []connShard
+	users []userShard
+	rooms []roomShard
 }
 
-func newRegistry() *registry {
-	r := &registry{}
+func newRegistry(shards int) *registry {
+	r := &registry{n: uint32(shards), conns: make([]connShard, shards),
+		users: make([]userShard, shards), rooms: make([]roomShard, shards)}
 	for i := range r.conns {
 		r.conns[i].conns = make(map[string]*Conn)
 		r.users[i].users = make(map[string][]*Conn)
@@ -62,10 +64,12 @@ func newRegistry() *registry {
 	return r
 }
 
+func (r *registry) shardOf(key string) uint32 { return hashKey(key) % r.n }
+
 // addUserConn registers c under its user unless the user is at max. With
 // evict it then returns the oldest connection for the caller to close.
 func (r *registry) addUserConn(c *Conn, max int, evict bool) (evicted *Conn, ok bool) {
-	s := &r.users[shardOf(c.user)]
+	s := &r.users[r.shardOf(c.user)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	list := s.users[c.user]
@@ -83,7 +87,7 @@ func (r *registry) addUserConn(c *Conn, max int, evict bool) (evicted *Conn, ok 
 // removeUserConn drops c from its user's list and reports whether it was the
 // user's last connection on this node.
 func (r *registry) removeUserConn(c *Conn) (last bool) {
-	s := &r.users[shardOf(c.user)]
+	s := &r.users[r.shardOf(c.user)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	list := s.users[c.user]
@@ -102,28 +106,28 @@ func (r *registry) removeUserConn(c *Conn) (last bool) {
 }
 
 func (r *registry) userConns(user string) []*Conn {
-	s := &r.users[shardOf(user)]
+	s := &r.users[r.shardOf(user)]
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return append([]*Conn(nil), s.users[user]...)
 }
 
 func (r *registry) addConn(c *Conn) {
-	s := &r.conns[shardOf(c.id)]
+	s := &r.conns[r.shardOf(c.id)]
 	s.mu.Lock()
 	s.conns[c.id] = c
 	s.mu.Unlock()
 }
 
 func (r *registry) removeConn(c *Conn) {
-	s := &r.conns[shardOf(c.id)]
+	s := &r.conns[r.shardOf(c.id)]
 	s.mu.Lock()
 	delete(s.conns, c.id)
 	s.mu.Unlock()
 }
 
 func (r *registry) conn(id string) *Conn {
-	s := &r.conns[shardOf(id)]
+	s := &r.conns[r.shardOf(id)]
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.conns[id]
@@ -147,7 +151,7 @@ func (r *registry) eachConn(fn func(*Conn)) {
 // It refuses a closed connection so that a join racing with cleanup cannot
 // leave a dead member behind (cleanup marks the connection closed first).
 func (r *registry) joinRoom(c *Conn, name string, echo bool) (firstOfUser bool, size int, ok bool) {
-	s := &r.rooms[shardOf(name)]
+	s := &r.rooms[r.shardOf(name)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c.isClosed() {
@@ -170,7 +174,7 @@ func (r *registry) joinRoom(c *Conn, name string, echo bool) (firstOfUser bool, 
 // leaveRoom removes c from name and reports whether it was its user's last
 // connection there and how many connections the room had here before.
 func (r *registry) leaveRoom(c *Conn, name string) (lastOfUser bool, size int) {
-	s := &r.rooms[shardOf(name)]
+	s := &r.rooms[r.shardOf(name)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rm := s.rooms[name]
@@ -196,7 +200,7 @@ func (r *registry) leaveRoom(c *Conn, name string) (lastOfUser bool, size int) {
 // eachMember calls fn for every local member of the room under the shard's
 // read lock; fn must only enqueue.
 func (r *registry) eachMember(name string, fn func(c *Conn, echo bool)) {
-	s := &r.rooms[shardOf(name)]
+	s := &r.rooms[r.shardOf(name)]
 	s.mu.RLock()
 	if rm := s.rooms[name]; rm != nil {
 		for c, echo := range rm.members {
@@ -208,7 +212,7 @@ func (r *registry) eachMember(name string, fn func(c *Conn, echo bool)) {
 
 // roomUsers returns the sorted users present in the room on this node.
 func (r *registry) roomUsers(name string) []string {
-	s := &r.rooms[shardOf(name)]
+	s := &r.rooms[r.shardOf(name)]
 	s.mu.RLock()
 	rm := s.rooms[name]
 	var users []string
@@ -243,7 +247,7 @@ func (r *registry) onlineUsers() []string {
 
 // counts returns connections, users and rooms on this node.
 func (r *registry) counts() (conns, users, rooms int) {
-	for i := 0; i < shardCount; i++ {
+	for i := range r.conns {
 		r.conns[i].mu.RLock()
 		conns += len(r.conns[i].conns)
 		r.conns[i].mu.RUnlock()

@@ -150,7 +150,9 @@ func (p *writerPool) schedule(c *Conn) {
 	select {
 	case p.ch <- c:
 	default:
-		c.flush() // pool saturated: nbio writes never block, so flushing here is safe
+		// Pool saturated. The caller holds c.mu, so the flush cannot run
+		// here; a goroutine of its own keeps the caller from waiting.
+		go c.flush()
 	}
 }
 
