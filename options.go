@@ -54,18 +54,18 @@ const (
 
 // Default values, as documented on Limits and Options.
 const (
-	DefaultMaxMessageBytes   = 64 << 10
-	DefaultRate              = 20
-	DefaultBurst             = 40
-	DefaultMaxRateViolations = 10
-	DefaultMaxConnsPerUser   = 8
-	DefaultMaxConns          = 100000
-	DefaultMaxRooms          = 64
-	DefaultQueueBytes        = 1 << 20
-	DefaultWriteTimeout      = 5 * time.Second
-	DefaultPingInterval      = 25 * time.Second
-	DefaultPongTimeout       = 10 * time.Second
-	DefaultShutdownTimeout   = 10 * time.Second
+	DefaultMaxMessageBytes       = 64 << 10
+	DefaultRate                  = 20
+	DefaultBurst                 = 40
+	DefaultMaxRateViolations     = 10
+	DefaultMaxConnsPerUser       = 8
+	DefaultMaxConns              = 100000
+	DefaultMaxRooms              = 64
+	DefaultQueueBytes            = 1 << 20
+	DefaultWriteTimeout          = 5 * time.Second
+	DefaultPingInterval          = 25 * time.Second
+	DefaultPongTimeout           = 10 * time.Second
+	DefaultShutdownTimeout       = 10 * time.Second
 	DefaultPresenceBatchSize     = 100
 	DefaultPresenceBatchInterval = time.Second
 	// Subprotocol is offered back to clients that ask for it.

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test: vet, the race-detector pass, the pass without -race that
+# covers the nbio transport, the fuzz seed corpora, and the end-to-end tests
+# (npm ws interop, a cut network link). Installs what a fresh machine lacks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*"; }
+
+need_apt=()
+command -v node >/dev/null && command -v npm >/dev/null || need_apt+=(nodejs npm)
+command -v ip >/dev/null || need_apt+=(iproute2)
+if [ ${#need_apt[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  say "installing ${need_apt[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if [ -f e2e/node/package-lock.json ] && command -v npm >/dev/null; then
+  say "npm ci (e2e/node)"
+  (cd e2e/node && npm ci --no-audit --no-fund --silent)
+fi
+
+say "gofmt and go vet"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './e2e/node/*'))
+if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted"; exit 1; fi
+go vet ./...
+
+say "go test -race (fuzz seed corpora included)"
+go test -race -count=1 -timeout 15m ./...
+
+say "go test without -race (the nbio transport)"
+go test -count=1 -timeout 10m -run . .
+
+say "all tests passed"
