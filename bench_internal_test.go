@@ -72,7 +72,7 @@ func addFakeConns(tb testing.TB, h *Hub, room string, n int, t transport) {
 			tb.Fatal("addUserConn")
 		}
 		h.reg.addConn(c)
-		c.addRoom(room, true, 64)
+		c.addRoom(room, 64)
 		h.interest(roomChannelPfx+room, 1)
 		if _, _, ok := h.reg.joinRoom(c, room, true); !ok {
 			tb.Fatal("joinRoom")

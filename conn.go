@@ -1,6 +1,7 @@
 package switchboard
 
 import (
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -61,7 +62,10 @@ type Conn struct {
 	// shutAfterFlush closes the socket once the queue has drained (a close
 	// frame answering the peer's close is the last thing written).
 	shutAfterFlush bool
-	rooms          map[string]bool // room -> echo own publishes
+	// rooms the connection is in. A slice, not a map: it holds a handful
+	// of names (MaxRooms bounds it) and a one-entry map costs ~700 bytes
+	// per idle connection where a slice costs 16.
+	rooms []string
 }
 
 // ID is the connection id, unique across the cluster.
@@ -85,10 +89,7 @@ func (c *Conn) RemoteAddr() string { return c.remoteAddr }
 // Rooms returns the rooms the connection is in, sorted.
 func (c *Conn) Rooms() []string {
 	c.mu.Lock()
-	rooms := make([]string, 0, len(c.rooms))
-	for r := range c.rooms {
-		rooms = append(rooms, r)
-	}
+	rooms := append([]string(nil), c.rooms...)
 	c.mu.Unlock()
 	sort.Strings(rooms)
 	return rooms
@@ -206,29 +207,32 @@ func (c *Conn) queueClose(code int, reason string, drop, shut bool) {
 
 // addRoom records membership on the connection; the registry is updated
 // by the caller afterwards, outside c.mu.
-func (c *Conn) addRoom(name string, echo bool, max int) (already, full bool) {
+func (c *Conn) addRoom(name string, max int) (already, full bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.rooms[name]; ok {
-		c.rooms[name] = echo
+	if slices.Contains(c.rooms, name) {
 		return true, false
 	}
 	if len(c.rooms) >= max {
 		return false, true
 	}
-	if c.rooms == nil {
-		c.rooms = make(map[string]bool, 2)
-	}
-	c.rooms[name] = echo
+	c.rooms = append(c.rooms, name)
 	return false, false
 }
 
 func (c *Conn) removeRoom(name string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.rooms[name]; !ok {
+	i := slices.Index(c.rooms, name)
+	if i < 0 {
 		return false
 	}
-	delete(c.rooms, name)
+	c.rooms = slices.Delete(c.rooms, i, i+1)
 	return true
+}
+
+func (c *Conn) joined(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Contains(c.rooms, name)
 }

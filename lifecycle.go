@@ -89,10 +89,7 @@ func (h *Hub) cleanup(c *Conn, code int, reason string) {
 	h.reg.removeConn(c)
 	lastOfUser := h.reg.removeUserConn(c)
 	c.mu.Lock()
-	rooms := make([]string, 0, len(c.rooms))
-	for r := range c.rooms {
-		rooms = append(rooms, r)
-	}
+	rooms := append([]string(nil), c.rooms...)
 	c.mu.Unlock()
 	for _, r := range rooms {
 		h.leftRoom(c, r)

@@ -164,6 +164,17 @@ func TestBigRoomsBatchPresence(t *testing.T) {
 	if fmt.Sprint(d["joins"], d["leaves"]) != "[] [u4]" {
 		t.Fatalf("diff %v: want u4 leaving", d)
 	}
+	// A joiner of a big room gets the users as of the last diff; the next
+	// diff (which announces the joiner) brings everyone up to date.
+	late := dial(t, s, "late")
+	ack := late.join("big")
+	if got := fmt.Sprint(ack["users"]); got != "[u1 u2 u3 watcher]" {
+		t.Fatalf("late joiner's snapshot %s", got)
+	}
+	d = watcher.expect("presence_diff")
+	if fmt.Sprint(d["joins"], d["leaves"]) != "[late] []" {
+		t.Fatalf("diff %v: want late joining", d)
+	}
 }
 
 // Logs carry counts and ids, never tokens, query strings or payloads.

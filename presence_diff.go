@@ -1,6 +1,7 @@
 package switchboard
 
 import (
+	"slices"
 	"sort"
 	"sync"
 
@@ -13,6 +14,11 @@ import (
 type presenceDiffs struct {
 	mu    sync.Mutex
 	rooms map[string]*roomDiff
+	// snapshots caches, per big room, the encoded user list as it stood at
+	// the last flush. A joiner's ack carries it and the next presence_diff
+	// brings the joiner up to date, so a room of N filling up costs O(N)
+	// snapshot encodings per interval instead of one sort of N per join.
+	snapshots map[string][]byte
 }
 
 type roomDiff struct {
@@ -47,7 +53,38 @@ func (d *presenceDiffs) take() map[string]*roomDiff {
 	defer d.mu.Unlock()
 	rooms := d.rooms
 	d.rooms = nil
+	d.snapshots = nil
 	return rooms
+}
+
+// snapshot returns the room's users as of the last flush, encoded as a JSON
+// array: the current users less the joins pending since then, plus the
+// leaves. Holding d.mu while reading the current users keeps the two
+// consistent; a change caught between the registry and the diff shows up in
+// both the snapshot and the next diff, which clients apply idempotently.
+func (d *presenceDiffs) snapshot(room string, current func() ([]string, error)) ([]byte, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if b, ok := d.snapshots[room]; ok {
+		return b, nil
+	}
+	users, err := current()
+	if err != nil {
+		return nil, err
+	}
+	if rd := d.rooms[room]; rd != nil {
+		users = slices.DeleteFunc(users, func(u string) bool { _, ok := rd.joins[u]; return ok })
+		for u := range rd.leaves {
+			users = append(users, u)
+		}
+		sort.Strings(users)
+	}
+	b := protocol.AppendStrings(make([]byte, 0, 16*len(users)), users)
+	if d.snapshots == nil {
+		d.snapshots = make(map[string][]byte)
+	}
+	d.snapshots[room] = b
+	return b, nil
 }
 
 // flushPresenceDiffs announces each big room's changes as one frame.

@@ -153,9 +153,7 @@ func (h *Hub) handleText(c *Conn, payload []byte) {
 }
 
 func (h *Hub) mayPublish(c *Conn, req *protocol.Request) bool {
-	c.mu.Lock()
-	_, joined := c.rooms[req.Room]
-	c.mu.Unlock()
+	joined := c.joined(req.Room)
 	switch {
 	case !mayJoin(c, req.Room):
 		h.fail(c, req.ID, protocol.CodeForbidden, "room not allowed: "+req.Room)
@@ -175,7 +173,7 @@ func (h *Hub) handleJoin(c *Conn, req *protocol.Request) {
 		return
 	}
 	echo := req.Echo == nil || *req.Echo
-	already, full := c.addRoom(req.Room, echo, h.opts.Limits.MaxRooms)
+	already, full := c.addRoom(req.Room, h.opts.Limits.MaxRooms)
 	if full {
 		h.fail(c, req.ID, protocol.CodeTooManyRooms, fmt.Sprintf("already in %d rooms", h.opts.Limits.MaxRooms))
 		return
@@ -201,12 +199,18 @@ func (h *Hub) handleJoin(c *Conn, req *protocol.Request) {
 	if req.ID == "" {
 		return
 	}
-	users, err := h.presence.RoomUsers(h.ctx, req.Room)
+	ack := protocol.Ack{Ref: req.ID}
+	current := func() ([]string, error) { return h.presence.RoomUsers(h.ctx, req.Room) }
+	var err error
+	if size > h.opts.PresenceBatchSize {
+		ack.UsersJSON, err = h.diffs.snapshot(req.Room, current)
+	} else {
+		ack.Users, err = current()
+	}
 	if err != nil {
 		h.log.Error("presence failed", "error", err, "room", req.Room)
-		users = []string{}
+		ack.Users, ack.UsersJSON = []string{}, nil
 	}
-	ack := protocol.Ack{Ref: req.ID, Users: users}
 	if req.Since != nil {
 		// Rooms keep no history yet: recovery is never possible.
 		recovered := false

@@ -106,6 +106,9 @@ type Ack struct {
 	Ref string
 	// Users is the presence snapshot of a join; nil omits the field.
 	Users []string
+	// UsersJSON, when set, is the snapshot already encoded as a JSON array
+	// and takes the place of Users.
+	UsersJSON []byte
 	// Recovered is set for a join that asked for recovery (since).
 	Recovered *bool
 	// Messages are already encoded message frames for a recovered join.
@@ -120,7 +123,10 @@ type Ack struct {
 func AppendAck(dst []byte, a *Ack) []byte {
 	dst = append(dst, `{"type":"ack","ref":`...)
 	dst = AppendString(dst, a.Ref)
-	if a.Users != nil {
+	if a.UsersJSON != nil {
+		dst = append(dst, `,"users":`...)
+		dst = append(dst, a.UsersJSON...)
+	} else if a.Users != nil {
 		dst = append(dst, `,"users":`...)
 		dst = AppendStrings(dst, a.Users)
 	}
