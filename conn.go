@@ -102,25 +102,55 @@ func (c *Conn) isClosed() bool { return c.state.Load() != stateOpen }
 // enqueue reports false so callers can count the drop. frame may be shared
 // between connections and must not be modified afterwards.
 func (c *Conn) enqueue(frame []byte) bool {
-	if c.isClosed() {
-		return false
-	}
-	n := int64(len(frame))
-	if c.pending.Add(n) > int64(c.hub.opts.Limits.QueueBytes) {
-		c.pending.Add(-n)
-		// Callers may hold registry locks that cleanup needs.
-		go c.hub.closeConn(c, CloseSlowConsumer, "slow_consumer")
+	if !c.reserve(len(frame)) {
 		return false
 	}
 	c.mu.Lock()
 	if c.state.Load() != stateOpen {
 		c.mu.Unlock()
-		c.pending.Add(-n)
+		c.pending.Add(-int64(len(frame)))
 		return false
 	}
 	c.queue = append(c.queue, frame)
 	c.startFlushLocked()
 	c.mu.Unlock()
+	return true
+}
+
+// enqueueParts queues one frame made of several buffers, written back to
+// back with nothing in between; shared parts are never copied.
+func (c *Conn) enqueueParts(parts ...[]byte) bool {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	if !c.reserve(n) {
+		return false
+	}
+	c.mu.Lock()
+	if c.state.Load() != stateOpen {
+		c.mu.Unlock()
+		c.pending.Add(-int64(n))
+		return false
+	}
+	c.queue = append(c.queue, parts...)
+	c.startFlushLocked()
+	c.mu.Unlock()
+	return true
+}
+
+// reserve counts n bytes against the queue bound, closing the connection
+// as a slow consumer when they do not fit.
+func (c *Conn) reserve(n int) bool {
+	if c.isClosed() {
+		return false
+	}
+	if c.pending.Add(int64(n)) > int64(c.hub.opts.Limits.QueueBytes) {
+		c.pending.Add(-int64(n))
+		// Callers may hold registry locks that cleanup needs.
+		go c.hub.closeConn(c, CloseSlowConsumer, "slow_consumer")
+		return false
+	}
 	return true
 }
 

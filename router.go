@@ -200,23 +200,29 @@ func (h *Hub) handleJoin(c *Conn, req *protocol.Request) {
 		return
 	}
 	ack := protocol.Ack{Ref: req.ID}
-	current := func() ([]string, error) { return h.presence.RoomUsers(h.ctx, req.Room) }
-	var err error
-	if size > h.opts.PresenceBatchSize {
-		ack.UsersJSON, err = h.diffs.snapshot(req.Room, current)
-	} else {
-		ack.Users, err = current()
-	}
-	if err != nil {
-		h.log.Error("presence failed", "error", err, "room", req.Room)
-		ack.Users, ack.UsersJSON = []string{}, nil
-	}
 	if req.Since != nil {
 		// Rooms keep no history yet: recovery is never possible.
 		recovered := false
 		ack.Recovered = &recovered
 		ack.Messages = [][]byte{}
 	}
+	current := func() ([]string, error) { return h.presence.RoomUsers(h.ctx, req.Room) }
+	if size > h.opts.PresenceBatchSize {
+		snapshot, err := h.diffs.snapshot(req.Room, current)
+		if err == nil {
+			head, tail := protocol.AckAround(&ack)
+			hdr := wsframe.AppendHeader(nil, wsframe.OpText, len(head)+len(snapshot)+len(tail))
+			c.enqueueParts(append(hdr, head...), snapshot, tail)
+			return
+		}
+		h.log.Error("presence failed", "error", err, "room", req.Room)
+	}
+	users, err := current()
+	if err != nil {
+		h.log.Error("presence failed", "error", err, "room", req.Room)
+		users = []string{}
+	}
+	ack.Users = users
 	c.enqueueJSON(protocol.AppendAck(nil, &ack))
 }
 

@@ -72,19 +72,26 @@ func (t *nbioTransport) write(c *Conn, frames [][]byte) error {
 	pb := coalescePool.Get().(*[]byte)
 	defer coalescePool.Put(pb)
 	for len(frames) > 0 {
-		buf := (*pb)[:0]
-		for len(frames) > 0 && (len(buf) == 0 || len(buf)+len(frames[0]) <= coalesceLimit) {
-			buf = append(buf, frames[0]...)
+		out := frames[0]
+		if len(out) < coalesceLimit {
+			// Small frames (the common case) go out together; big ones
+			// are handed over as they are, without a copy.
+			buf := (*pb)[:0]
+			for len(frames) > 0 && len(buf)+len(frames[0]) <= coalesceLimit {
+				buf = append(buf, frames[0]...)
+				frames = frames[1:]
+			}
+			out = buf
+		} else {
 			frames = frames[1:]
 		}
-		*pb = buf[:0]
-		if _, err := t.nc.Write(buf); err != nil {
+		if _, err := t.nc.Write(out); err != nil {
 			return fmt.Errorf("write: %w", err)
 		}
 		if !nbioHookInstalled.Load() {
 			// Without the hook nbio's own buffer is invisible; count the
 			// bytes as sent once nbio has them.
-			c.wrote(len(buf))
+			c.wrote(len(out))
 		}
 	}
 	return nil

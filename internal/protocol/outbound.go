@@ -106,9 +106,6 @@ type Ack struct {
 	Ref string
 	// Users is the presence snapshot of a join; nil omits the field.
 	Users []string
-	// UsersJSON, when set, is the snapshot already encoded as a JSON array
-	// and takes the place of Users.
-	UsersJSON []byte
 	// Recovered is set for a join that asked for recovery (since).
 	Recovered *bool
 	// Messages are already encoded message frames for a recovered join.
@@ -119,14 +116,23 @@ type Ack struct {
 	HasOffset bool
 }
 
+// AckAround encodes a join ack in two parts that go either side of an
+// encoded users array, so that a shared snapshot is never copied.
+func AckAround(a *Ack) (head, tail []byte) {
+	head = AppendString([]byte(`{"type":"ack","ref":`), a.Ref)
+	head = append(head, `,"users":`...)
+	b := *a
+	b.Users, b.Ref = nil, ""
+	rest := AppendAck(nil, &b) // {"type":"ack","ref":""...}
+	tail = rest[len(`{"type":"ack","ref":""`):]
+	return head, tail
+}
+
 // AppendAck encodes a.
 func AppendAck(dst []byte, a *Ack) []byte {
 	dst = append(dst, `{"type":"ack","ref":`...)
 	dst = AppendString(dst, a.Ref)
-	if a.UsersJSON != nil {
-		dst = append(dst, `,"users":`...)
-		dst = append(dst, a.UsersJSON...)
-	} else if a.Users != nil {
+	if a.Users != nil {
 		dst = append(dst, `,"users":`...)
 		dst = AppendStrings(dst, a.Users)
 	}

@@ -31,11 +31,17 @@ func FrameSize(payloadLen int) int {
 // such a frame would make every conforming client fail the connection; that
 // is a programming error, not a runtime condition.
 func AppendFrame(dst []byte, op Opcode, payload []byte) []byte {
-	n := len(payload)
+	dst = slices.Grow(dst, FrameSize(len(payload)))
+	return append(AppendHeader(dst, op, len(payload)), payload...)
+}
+
+// AppendHeader appends only the header of an unmasked final frame whose
+// payload of n bytes the caller writes next, possibly from several shared
+// buffers (a large snapshot sent to many connections is never copied).
+func AppendHeader(dst []byte, op Opcode, n int) []byte {
 	if op.isControl() && n > maxControlPayload {
 		panic("wsframe: control frame payload over 125 bytes")
 	}
-	dst = slices.Grow(dst, FrameSize(n))
 	b0 := 0x80 | byte(op)
 	switch {
 	case n <= 125:
@@ -47,7 +53,7 @@ func AppendFrame(dst []byte, op Opcode, payload []byte) []byte {
 		dst = append(dst, b0, 127)
 		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
 	}
-	return append(dst, payload...)
+	return dst
 }
 
 // AppendClose appends a close frame carrying code and reason. A reason that
