@@ -150,6 +150,7 @@ func (s *Server) serve(ln net.Listener) (func(context.Context) error, error) {
 		}()
 		return srv.Shutdown, nil
 	}
+	routeNBIOLogs(s.log)
 	engine := nbhttp.NewEngine(nbhttp.Config{
 		Network:                 "tcp",
 		Addrs:                   []string{ln.Addr().String()},

@@ -33,7 +33,7 @@ func (c Config) LogValue() slog.Value {
 		case *float64:
 			a = slog.Float64(s.name, *p)
 		case *time.Duration:
-			a = slog.Duration(s.name, *p)
+			a = slog.String(s.name, p.String()) // "25s", not nanoseconds
 		}
 		attrs = append(attrs, a)
 	}
