@@ -241,13 +241,6 @@ func TestErrorsKeepTheConnectionOpen(t *testing.T) {
 				t.Errorf("%s: got %v, want code %s ref %q", tc.send, e, tc.code, tc.ref)
 			}
 		}
-		// Binary frames are refused the same way.
-		if err := a.conn.Write(context.Background(), websocket.MessageBinary, []byte{1}); err != nil {
-			t.Fatal(err)
-		}
-		if e := a.expect("error"); e.str("code") != "bad_request" {
-			t.Fatalf("binary frame: got %v", e)
-		}
 		// The own private room is allowed.
 		a.join("user:alice")
 		a.noFrame()

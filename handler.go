@@ -58,6 +58,11 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, http.StatusServiceUnavailable, "shutting_down")
 		return
 	}
+	if !h.handshakes.allow(clientIP(r), time.Now()) {
+		h.log.Info("handshake refused", "status", http.StatusTooManyRequests, "reason", "too_many_handshakes")
+		writeHTTPError(w, http.StatusTooManyRequests, "too_many_handshakes")
+		return
+	}
 	key, msg := checkUpgrade(r)
 	if msg != "" {
 		if r.Header.Get("Sec-WebSocket-Version") != "" && r.Header.Get("Sec-WebSocket-Version") != "13" {

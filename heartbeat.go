@@ -61,6 +61,10 @@ func (h *Hub) sweepOnce(now time.Time) {
 		h.closeConn(v.c, v.code, v.reason)
 	}
 	h.sweepClosing(n)
+	if n-h.lastPrune >= int64(time.Minute) {
+		h.lastPrune = n
+		h.handshakes.prune(now)
+	}
 	if n-h.lastDiffFlush >= int64(h.opts.PresenceBatchInterval) {
 		h.lastDiffFlush = n
 		h.flushPresenceDiffs()

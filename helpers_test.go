@@ -164,10 +164,16 @@ func status(resp *http.Response) any {
 	return resp.StatusCode
 }
 
+// noKeepAlive makes refused handshakes close their connection instead of
+// parking it in a pool, so goroutine counts mean something.
+var noKeepAlive = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
 func dialRaw(s *testServer, query string, hdr http.Header) (*websocket.Conn, *http.Response, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	c, resp, err := websocket.Dial(ctx, s.wsURL(query), &websocket.DialOptions{HTTPHeader: hdr, Subprotocols: []string{"switchboard.v1"}})
+	c, resp, err := websocket.Dial(ctx, s.wsURL(query), &websocket.DialOptions{
+		HTTPHeader: hdr, Subprotocols: []string{"switchboard.v1"}, HTTPClient: noKeepAlive,
+	})
 	if c != nil {
 		c.SetReadLimit(8 << 20)
 	}

@@ -23,6 +23,7 @@ const (
 	CloseNormal       = 1000
 	CloseGoingAway    = 1001
 	ClosePolicy       = 1008
+	CloseUnsupported  = 1003
 	CloseTooBig       = 1009
 	CloseInternal     = 1011
 	ClosePingTimeout  = 4000
@@ -47,17 +48,19 @@ type Hub struct {
 	presence Presence
 	log      *slog.Logger
 
-	total    atomic.Int64 // connections held or being accepted, for MaxConns
-	draining atomic.Bool
-	msgSeq   atomic.Uint64
-	msgPfx   string
-	panics   atomic.Int64
+	handshakes *handshakeLimiter
+	total      atomic.Int64 // connections held or being accepted, for MaxConns
+	draining   atomic.Bool
+	msgSeq     atomic.Uint64
+	msgPfx     string
+	panics     atomic.Int64
 
 	closingMu sync.Mutex
 	closing   map[*Conn]int64 // server-closed sockets awaiting the peer's close, -> deadline
 
 	diffs         presenceDiffs
 	lastDiffFlush int64 // sweeper only
+	lastPrune     int64 // sweeper only
 
 	subsMu sync.Mutex
 	subs   map[string]int // broker channel -> local interest count
@@ -73,15 +76,16 @@ type Hub struct {
 func New(opts Options) (*Hub, error) {
 	opts = opts.withDefaults()
 	h := &Hub{
-		opts:    opts,
-		reg:     newRegistry(shardCount),
-		writers: newWriterPool(runtime.GOMAXPROCS(0)),
-		broker:  opts.Broker,
-		log:     opts.Logger,
-		msgPfx:  randomHex(4) + "-",
-		closing: make(map[*Conn]int64),
-		subs:    make(map[string]int),
-		idle:    make(chan struct{}, 1),
+		opts:       opts,
+		reg:        newRegistry(shardCount),
+		writers:    newWriterPool(runtime.GOMAXPROCS(0)),
+		handshakes: newHandshakeLimiter(opts.Limits.HandshakeRate, opts.Limits.HandshakeBurst),
+		broker:     opts.Broker,
+		log:        opts.Logger,
+		msgPfx:     randomHex(4) + "-",
+		closing:    make(map[*Conn]int64),
+		subs:       make(map[string]int),
+		idle:       make(chan struct{}, 1),
 	}
 	if h.broker == nil {
 		h.broker = NewMemoryBroker()

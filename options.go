@@ -16,6 +16,15 @@ type Limits struct {
 	// from a client; larger data is refused with error too_large while the
 	// connection stays open. Default MaxMessageBytes.
 	MaxDataBytes int
+	// MaxDataDepth bounds how deeply arrays and objects may nest in data;
+	// deeper data is refused with error bad_request, so that no client can
+	// make a recipient's JSON parser recurse without end. Default 32.
+	MaxDataDepth int
+	// HandshakeRate and HandshakeBurst limit new connections per second
+	// from one IP address; past them the handshake is answered 429
+	// too_many_handshakes before any work. Defaults 20 and 50.
+	HandshakeRate  float64
+	HandshakeBurst int
 	// Rate is the sustained number of messages per second a connection may
 	// send; Burst is how many it may send at once. Defaults 20 and 40.
 	Rate  float64
@@ -55,6 +64,9 @@ const (
 // Default values, as documented on Limits and Options.
 const (
 	DefaultMaxMessageBytes       = 64 << 10
+	DefaultMaxDataDepth          = 32
+	DefaultHandshakeRate         = 20
+	DefaultHandshakeBurst        = 50
 	DefaultRate                  = 20
 	DefaultBurst                 = 40
 	DefaultMaxRateViolations     = 10
@@ -78,6 +90,15 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxDataBytes <= 0 {
 		l.MaxDataBytes = l.MaxMessageBytes
+	}
+	if l.MaxDataDepth <= 0 {
+		l.MaxDataDepth = DefaultMaxDataDepth
+	}
+	if l.HandshakeRate <= 0 {
+		l.HandshakeRate = DefaultHandshakeRate
+	}
+	if l.HandshakeBurst <= 0 {
+		l.HandshakeBurst = DefaultHandshakeBurst
 	}
 	if l.Rate <= 0 {
 		l.Rate = DefaultRate
@@ -138,6 +159,10 @@ type Options struct {
 	// host patterns ("*.example.com"). Default: the request's own host.
 	// Requests without an Origin header (non-browser clients) are allowed.
 	AllowedOrigins []string
+	// ReadOnlyRooms lists rooms (exact names or prefix* patterns) where
+	// clients may join and listen but not publish: only application code
+	// (Hub.Publish, the backend API) does. Default none.
+	ReadOnlyRooms []string
 	// Limits bound connections and users; zero fields take their defaults.
 	Limits Limits
 	// PingInterval is how often the server pings (default 25s);

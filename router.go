@@ -48,7 +48,9 @@ func (h *Hub) onData(c *Conn, data []byte) (err error) {
 		case wsframe.OpText:
 			h.handleText(c, payload)
 		case wsframe.OpBinary:
-			c.enqueueJSON(protocol.Error("", protocol.CodeBadRequest, "binary frames are not supported; send JSON text"))
+			// The protocol is JSON text; a binary frame is a client that
+			// speaks something else (RFC 6455 1003: unsupported data).
+			h.closeConn(c, CloseUnsupported, "binary_unsupported")
 		case wsframe.OpPing:
 			c.enqueue(wsframe.AppendFrame(nil, wsframe.OpPong, payload))
 		}
@@ -126,8 +128,7 @@ func (h *Hub) handleText(c *Conn, payload []byte) {
 		}
 		h.ack(c, req.ID)
 	case protocol.TypeSend:
-		if len(req.Data) > h.opts.Limits.MaxDataBytes {
-			h.fail(c, req.ID, protocol.CodeTooLarge, fmt.Sprintf("data is over %d bytes", h.opts.Limits.MaxDataBytes))
+		if !h.dataAcceptable(c, &req) {
 			return
 		}
 		if _, err := h.publish(h.ctx, kindUserMessage, c.id, req.To, c.user, req.Data); err != nil {
@@ -159,12 +160,26 @@ func (h *Hub) mayPublish(c *Conn, req *protocol.Request) bool {
 		h.fail(c, req.ID, protocol.CodeForbidden, "room not allowed: "+req.Room)
 	case !joined:
 		h.fail(c, req.ID, protocol.CodeNotJoined, "join "+req.Room+" before publishing to it")
-	case len(req.Data) > h.opts.Limits.MaxDataBytes:
-		h.fail(c, req.ID, protocol.CodeTooLarge, fmt.Sprintf("data is over %d bytes", h.opts.Limits.MaxDataBytes))
+	case matchesAny(h.opts.ReadOnlyRooms, req.Room):
+		h.fail(c, req.ID, protocol.CodeForbidden, "room "+req.Room+" is read-only: only the server publishes to it")
 	default:
-		return true
+		return h.dataAcceptable(c, req)
 	}
 	return false
+}
+
+// dataAcceptable applies the size and nesting limits to a publish or send.
+func (h *Hub) dataAcceptable(c *Conn, req *protocol.Request) bool {
+	lim := h.opts.Limits
+	if len(req.Data) > lim.MaxDataBytes {
+		h.fail(c, req.ID, protocol.CodeTooLarge, fmt.Sprintf("data is over %d bytes", lim.MaxDataBytes))
+		return false
+	}
+	if protocol.Depth(req.Data) > lim.MaxDataDepth {
+		h.fail(c, req.ID, protocol.CodeBadRequest, fmt.Sprintf("data is nested deeper than %d levels", lim.MaxDataDepth))
+		return false
+	}
+	return true
 }
 
 func (h *Hub) handleJoin(c *Conn, req *protocol.Request) {
@@ -234,7 +249,13 @@ func mayJoin(c *Conn, room string) bool {
 	if c.ident == nil || c.ident.Rooms == nil {
 		return true
 	}
-	for _, p := range c.ident.Rooms {
+	return matchesAny(c.ident.Rooms, room)
+}
+
+// matchesAny reports whether room equals one of patterns or starts with the
+// prefix of one ending in *.
+func matchesAny(patterns []string, room string) bool {
+	for _, p := range patterns {
 		if prefix, ok := strings.CutSuffix(p, "*"); ok {
 			if strings.HasPrefix(room, prefix) {
 				return true

@@ -203,3 +203,31 @@ func str(raw json.RawMessage) (string, bool) {
 }
 
 func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
+
+// Depth returns how deeply arrays and objects nest in the raw JSON value v
+// (0 for a scalar). It scans bytes without decoding, skipping strings.
+func Depth(v []byte) int {
+	depth, deepest, inString := 0, 0, false
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '[', '{':
+			depth++
+			deepest = max(deepest, depth)
+		case ']', '}':
+			depth--
+		}
+	}
+	return deepest
+}

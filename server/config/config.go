@@ -17,6 +17,8 @@ type Config struct {
 	JWTPublicKey    string
 	JWKSFile        string
 	JWTLeeway       time.Duration
+	JWTIssuer       string
+	JWTAudience     string
 	TLSCert, TLSKey string
 	APIKeys         []string
 	AllowedOrigins  []string
@@ -124,6 +126,10 @@ var specs = []spec{
 		field: func(c *Config) any { return &c.JWKSFile }},
 	{name: "jwt-leeway", kind: kDuration, def: "30s", usage: "clock leeway for exp and nbf",
 		field: func(c *Config) any { return &c.JWTLeeway }},
+	{name: "jwt-issuer", show: "none (not checked)", usage: "required iss claim of tokens",
+		field: func(c *Config) any { return &c.JWTIssuer }},
+	{name: "jwt-audience", show: "none (not checked)", usage: "required aud claim of tokens (the token's aud must contain it)",
+		field: func(c *Config) any { return &c.JWTAudience }},
 	{name: "tls-cert", usage: "TLS certificate file (PEM); serve TLS together with --tls-key",
 		field: func(c *Config) any { return &c.TLSCert }},
 	{name: "tls-key", usage: "TLS private key file (PEM); serve TLS together with --tls-cert",

@@ -26,6 +26,8 @@ func TestDefaults(t *testing.T) {
 		{"jwt-public-key", c.JWTPublicKey, ""},
 		{"jwks-file", c.JWKSFile, ""},
 		{"jwt-leeway", c.JWTLeeway, 30 * time.Second},
+		{"jwt-issuer", c.JWTIssuer, ""},
+		{"jwt-audience", c.JWTAudience, ""},
 		{"tls-cert", c.TLSCert, ""},
 		{"tls-key", c.TLSKey, ""},
 		{"api-key", c.APIKeys, []string(nil)},
@@ -74,8 +76,8 @@ func TestDefaults(t *testing.T) {
 
 func TestFlagsTable(t *testing.T) {
 	fs := Flags()
-	if len(fs) != 30 {
-		t.Errorf("Flags() has %d entries, want 30", len(fs))
+	if len(fs) != 32 {
+		t.Errorf("Flags() has %d entries, want 32", len(fs))
 	}
 	seen := map[string]bool{}
 	for _, f := range fs {

@@ -32,6 +32,8 @@ func sourceCases() []sourceCase {
 		sc("jwt-public-key", "/etc/pub.pem", func(c *Config) any { return c.JWTPublicKey }, "/etc/pub.pem", jwt...),
 		sc("jwks-file", "/etc/jwks.json", func(c *Config) any { return c.JWKSFile }, "/etc/jwks.json", jwt...),
 		sc("jwt-leeway", "1m5s", func(c *Config) any { return c.JWTLeeway }, 65*time.Second),
+		sc("jwt-issuer", "https://id.example", func(c *Config) any { return c.JWTIssuer }, "https://id.example"),
+		sc("jwt-audience", "switchboard", func(c *Config) any { return c.JWTAudience }, "switchboard"),
 		sc("tls-cert", "c.pem", func(c *Config) any { return c.TLSCert }, "c.pem", "--tls-key=k.pem"),
 		sc("tls-key", "k.pem", func(c *Config) any { return c.TLSKey }, "k.pem", "--tls-cert=c.pem"),
 		{name: "api-key", flags: []string{"--api-key=a1", "--api-key=b,2"}, env: "a1, b2,",

@@ -36,6 +36,17 @@ func (c *Config) Validate() error {
 		if c.JWTSecret == "" && c.JWTPublicKey == "" && c.JWKSFile == "" {
 			bad("--auth=jwt needs a token verification key: set --jwt-secret (HS256), --jwt-public-key (RS256/ES256 PEM) or --jwks-file")
 		}
+		sources := 0
+		for _, v := range []string{c.JWTSecret, c.JWTPublicKey, c.JWKSFile} {
+			if v != "" {
+				sources++
+			}
+		}
+		if sources > 1 {
+			// One source means one algorithm family: a server never accepts
+			// HS256 next to RS256/ES256 (algorithm confusion).
+			bad("--jwt-secret, --jwt-public-key and --jwks-file exclude each other: give exactly one")
+		}
 	case "":
 		// only reachable with an invalid --addr, already reported
 	default:
