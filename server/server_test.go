@@ -1,0 +1,84 @@
+package server
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/lesismal/nbio/logging"
+	"go.uber.org/goleak"
+
+	"github.com/switchboardhq/switchboard/server/config"
+)
+
+func TestMain(m *testing.M) {
+	logging.SetLevel(logging.LevelNone)
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreTopFunction("github.com/lesismal/nbio/timer.(*Timer).loop"),
+		goleak.IgnoreTopFunction("github.com/lesismal/nbio/taskpool.(*TaskPool).run"),
+	)
+}
+
+// The server runs in-process on nbio's engine, serves a WebSocket client,
+// and on cancellation drains and returns, leaving no goroutine behind.
+func TestRunServesAndDrains(t *testing.T) {
+	cfg, err := config.Load([]string{"--addr", "127.0.0.1:0"}, func(string) (string, bool) { return "", false }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, func(a net.Addr) { started <- a }) }()
+	var addr net.Addr
+	select {
+	case addr = <-started:
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("not started")
+	}
+
+	resp, err := http.Get("http://" + addr.String() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("readyz %d", resp.StatusCode)
+	}
+	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer dcancel()
+	c, _, err := websocket.Dial(dctx, "ws://"+addr.String()+"/ws?user=alice", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if _, data, err := c.Read(dctx); err != nil || len(data) == 0 {
+		t.Fatalf("welcome: %v", err)
+	}
+
+	cancel()
+	_, _, err = c.Read(dctx)
+	if websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Fatalf("after cancel: %v, want 1001", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run returned %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+}
