@@ -45,6 +45,9 @@ type Conn struct {
 
 	// Owned by the sweeper goroutine only.
 	lastPing int64
+	// pingSent is when the last unanswered ping was queued (0: none), for
+	// the round-trip measurement when the pong arrives.
+	pingSent atomic.Int64
 
 	// Owned by the goroutine that reads this connection.
 	reader     wsframe.Reader
@@ -143,10 +146,12 @@ func (c *Conn) enqueueParts(parts ...[]byte) bool {
 // as a slow consumer when they do not fit.
 func (c *Conn) reserve(n int) bool {
 	if c.isClosed() {
+		c.hub.counters.drop("closed")
 		return false
 	}
 	if c.pending.Add(int64(n)) > int64(c.hub.opts.Limits.QueueBytes) {
 		c.pending.Add(-int64(n))
+		c.hub.counters.drop("slow_consumer")
 		// Callers may hold registry locks that cleanup needs.
 		go c.hub.closeConn(c, CloseSlowConsumer, "slow_consumer")
 		return false
@@ -207,6 +212,7 @@ const maxSpareFrames = 64
 
 // wrote records that n bytes reached the kernel.
 func (c *Conn) wrote(n int) {
+	c.hub.counters.bytesOut.Add(uint64(n))
 	if c.pending.Add(-int64(n)) <= 0 {
 		c.stalledSince.Store(0)
 	} else {

@@ -53,41 +53,45 @@ func writeHTTPError(w http.ResponseWriter, status int, code string) {
 	_, _ = fmt.Fprintf(w, `{"error":%q}`, code)
 }
 
+// refuse answers a handshake with an HTTP error, counts it and logs it
+// with its reason (never the request's query string).
+func (h *Hub) refuse(w http.ResponseWriter, status int, reason, code string, attrs ...any) {
+	h.counters.rejected(reason)
+	h.log.Info("handshake refused", append([]any{"status", status, "reason", reason}, attrs...)...)
+	writeHTTPError(w, status, code)
+}
+
 func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	if h.draining.Load() || h.ctx.Err() != nil {
-		writeHTTPError(w, http.StatusServiceUnavailable, "shutting_down")
+		h.refuse(w, http.StatusServiceUnavailable, "shutting_down", "shutting_down")
 		return
 	}
 	if !h.handshakes.allow(clientIP(r), time.Now()) {
-		h.log.Info("handshake refused", "status", http.StatusTooManyRequests, "reason", "too_many_handshakes")
-		writeHTTPError(w, http.StatusTooManyRequests, "too_many_handshakes")
+		h.refuse(w, http.StatusTooManyRequests, "too_many_handshakes", "too_many_handshakes")
 		return
 	}
 	key, msg := checkUpgrade(r)
 	if msg != "" {
-		if r.Header.Get("Sec-WebSocket-Version") != "" && r.Header.Get("Sec-WebSocket-Version") != "13" {
+		if v := r.Header.Get("Sec-WebSocket-Version"); v != "" && v != "13" {
 			w.Header().Set("Sec-WebSocket-Version", "13")
-			writeHTTPError(w, http.StatusUpgradeRequired, "unsupported_websocket_version")
+			h.refuse(w, http.StatusUpgradeRequired, "bad_handshake", "unsupported_websocket_version")
 			return
 		}
-		writeHTTPError(w, http.StatusBadRequest, "websocket_upgrade_required")
+		h.refuse(w, http.StatusBadRequest, "bad_handshake", "websocket_upgrade_required", "problem", msg)
 		return
 	}
 	if !h.originAllowed(r) {
-		h.log.Info("handshake refused", "status", http.StatusForbidden, "reason", "origin_not_allowed")
-		writeHTTPError(w, http.StatusForbidden, "origin_not_allowed")
+		h.refuse(w, http.StatusForbidden, "origin_not_allowed", "origin_not_allowed")
 		return
 	}
 	ident, err := h.opts.Authenticate(r)
 	if err != nil || ident == nil || ident.User == "" {
-		h.log.Info("handshake refused", "status", http.StatusUnauthorized, "reason", "unauthorized", "error", errString(err))
-		writeHTTPError(w, http.StatusUnauthorized, "unauthorized")
+		h.refuse(w, http.StatusUnauthorized, "unauthorized", "unauthorized", "error", errString(err))
 		return
 	}
 	if h.total.Add(1) > int64(h.opts.Limits.MaxConns) {
 		h.total.Add(-1)
-		h.log.Warn("handshake refused", "status", http.StatusServiceUnavailable, "reason", "server_full", "user_id", ident.User)
-		writeHTTPError(w, http.StatusServiceUnavailable, "server_full")
+		h.refuse(w, http.StatusServiceUnavailable, "server_full", "server_full", "user_id", ident.User)
 		return
 	}
 	c := h.newConn(r, ident)
@@ -95,16 +99,14 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	evicted, ok := h.reg.addUserConn(c, lim.MaxConnsPerUser, lim.PerUserPolicy == PolicyEvictOldest)
 	if !ok {
 		h.total.Add(-1)
-		h.log.Info("handshake refused", "status", http.StatusTooManyRequests, "reason", "too_many_connections", "user_id", c.user)
-		writeHTTPError(w, http.StatusTooManyRequests, "too_many_connections")
+		h.refuse(w, http.StatusTooManyRequests, "too_many_connections", "too_many_connections", "user_id", c.user)
 		return
 	}
 	t, leftover, err := h.hijack(w, c)
 	if err != nil {
 		h.reg.removeUserConn(c)
 		h.total.Add(-1)
-		h.log.Error("upgrade failed", "error", err, "user_id", c.user)
-		writeHTTPError(w, http.StatusInternalServerError, "internal")
+		h.refuse(w, http.StatusInternalServerError, "internal", "internal", "error", err.Error(), "user_id", c.user)
 		return
 	}
 	c.t = t
@@ -125,6 +127,7 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	if evicted != nil {
 		h.closeConn(evicted, CloseReplaced, "replaced")
 	}
+	h.counters.connsOpened.Add(1)
 	h.log.Info("connection opened", "conn_id", c.id, "user_id", c.user, "online_count", h.Count())
 	if cb := h.opts.OnConnect; cb != nil {
 		if !h.runCallback(c, func() { cb(c) }) {
@@ -143,7 +146,7 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 func (h *Hub) runCallback(c *Conn, fn func()) (ok bool) {
 	defer func() {
 		if p := recover(); p != nil {
-			n := h.panics.Add(1)
+			n := h.counters.panics.Add(1)
 			h.log.Error("callback panicked; connection closed 1011", "conn_id", c.id, "user_id", c.user,
 				"panic", fmt.Sprint(p), "panics_total", n)
 			h.closeConn(c, CloseInternal, "internal")

@@ -43,7 +43,11 @@ func (h *Hub) sweepOnce(now time.Time) {
 	pingEvery := int64(h.opts.PingInterval)
 	writeTimeout := int64(h.opts.Limits.WriteTimeout)
 	var closes []verdict
+	obs := h.opts.Observer
 	h.reg.eachConn(func(c *Conn) {
+		if obs != nil {
+			obs.QueueBytes(c.pending.Load())
+		}
 		switch {
 		case n-c.lastSeen.Load() > silence:
 			closes = append(closes, verdict{c, ClosePingTimeout, "ping_timeout"})
@@ -53,6 +57,7 @@ func (h *Hub) sweepOnce(now time.Time) {
 			closes = append(closes, verdict{c, ClosePolicy, "token_expired"})
 		case n-c.lastPing >= pingEvery:
 			c.lastPing = n
+			c.pingSent.CompareAndSwap(0, n) // an unanswered earlier ping keeps its time
 			c.enqueue(pingWireFrame)
 		}
 	})

@@ -53,7 +53,7 @@ type Hub struct {
 	draining   atomic.Bool
 	msgSeq     atomic.Uint64
 	msgPfx     string
-	panics     atomic.Int64
+	counters   counters
 
 	closingMu sync.Mutex
 	closing   map[*Conn]int64 // server-closed sockets awaiting the peer's close, -> deadline
@@ -238,21 +238,31 @@ func (h *Hub) deliver(_ string, payload []byte) {
 		return
 	}
 	frame := wsframe.AppendFrame(make([]byte, 0, wsframe.FrameSize(len(env.frame))), wsframe.OpText, env.frame)
+	var n uint64 // deliveries, added once: no shared counter per recipient
 	switch env.kind {
 	case kindRoomMessage, kindRoomEvent:
 		h.reg.eachMember(env.target, func(c *Conn, echo bool) {
 			if c.id == env.origin && (!echo || env.kind == kindRoomEvent) {
 				return
 			}
-			c.enqueue(frame)
+			if c.enqueue(frame) {
+				n++
+			}
 		})
 	case kindUserMessage:
 		for _, c := range h.reg.userConns(env.target) {
-			c.enqueue(frame)
+			if c.enqueue(frame) {
+				n++
+			}
 		}
 	case kindBroadcast:
-		h.reg.eachConn(func(c *Conn) { c.enqueue(frame) })
+		h.reg.eachConn(func(c *Conn) {
+			if c.enqueue(frame) {
+				n++
+			}
+		})
 	}
+	h.counters.deliveries.Add(n)
 }
 
 // interest counts local reasons to hear a broker channel and subscribes or

@@ -86,6 +86,7 @@ func (h *Hub) cleanup(c *Conn, code int, reason string) {
 	if c.cleaned.Swap(true) {
 		return
 	}
+	h.counters.closed(code)
 	h.reg.removeConn(c)
 	lastOfUser := h.reg.removeUserConn(c)
 	c.mu.Lock()

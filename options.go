@@ -184,6 +184,9 @@ type Options struct {
 	Presence Presence
 	// NodeID names this node in logs, stats and ids. Default: random.
 	NodeID string
+	// Observer, if set, receives ping round-trip times and outbound
+	// backlog samples (for histograms); Hub.Counters has the totals.
+	Observer Observer
 	// Logger receives events with counts and ids, never payloads or
 	// tokens. Default slog.Default().
 	Logger *slog.Logger

@@ -17,7 +17,7 @@ import (
 func (h *Hub) onData(c *Conn, data []byte) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			n := h.panics.Add(1)
+			n := h.counters.panics.Add(1)
 			h.log.Error("handler panicked; connection closed 1011", "conn_id", c.id, "user_id", c.user,
 				"panic", fmt.Sprint(p), "panics_total", n)
 			h.closeConn(c, CloseInternal, "internal")
@@ -80,10 +80,20 @@ var (
 
 func (h *Hub) handleText(c *Conn, payload []byte) {
 	req, derr := protocol.Decode(payload)
+	if derr != nil {
+		h.counters.messageIn("invalid", len(payload))
+	} else {
+		h.counters.messageIn(req.Type, len(payload))
+	}
 	if derr == nil && req.Type == protocol.TypePong {
-		return // liveness was refreshed already; pongs are never rate limited
+		// Liveness was refreshed already; pongs are never rate limited.
+		if sent := c.pingSent.Swap(0); sent != 0 && h.opts.Observer != nil {
+			h.opts.Observer.PingRTT(time.Duration(time.Now().UnixNano() - sent))
+		}
+		return
 	}
 	if !c.limiter.Allow() {
+		h.counters.drop("rate_limited")
 		c.violations++
 		if c.violations >= h.opts.Limits.MaxRateViolations {
 			h.closeConn(c, ClosePolicy, "policy")
