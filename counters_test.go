@@ -1,6 +1,7 @@
 package switchboard_test
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -64,5 +65,36 @@ func TestCountersAndObserver(t *testing.T) {
 	defer obs.mu.Unlock()
 	if obs.queues == 0 || obs.rtts[0] <= 0 || obs.rtts[0] > wait {
 		t.Errorf("observer saw %d queue samples, rtts %v", obs.queues, obs.rtts)
+	}
+}
+
+func TestPresenceEventsArePerUser(t *testing.T) {
+	var mu sync.Mutex
+	var events []string
+	offline := make(chan struct{})
+	s := startStd(t, switchboard.Options{OnPresence: func(e switchboard.PresenceEvent) {
+		mu.Lock()
+		events = append(events, e.Kind+" "+e.User+" "+e.Room)
+		mu.Unlock()
+		if e.Kind == switchboard.UserOffline {
+			close(offline)
+		}
+	}})
+	a1, a2 := dial(t, s, "a"), dial(t, s, "a")
+	a1.join("r")
+	a2.join("r")
+	_ = a1.conn.Close(websocket.StatusNormalClosure, "")
+	a2.mustAck(map[string]any{"type": "leave", "room": "r"})
+	_ = a2.conn.Close(websocket.StatusNormalClosure, "")
+	select {
+	case <-offline:
+	case <-time.After(wait):
+		t.Fatal("no user.offline")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := "[user.online a  room.join a r room.leave a r user.offline a ]"
+	if got := fmt.Sprint(events); got != want {
+		t.Fatalf("events %s, want %s", got, want)
 	}
 }

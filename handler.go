@@ -96,7 +96,7 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	c := h.newConn(r, ident)
 	lim := h.opts.Limits
-	evicted, ok := h.reg.addUserConn(c, lim.MaxConnsPerUser, lim.PerUserPolicy == PolicyEvictOldest)
+	evicted, firstOfUser, ok := h.reg.addUserConn(c, lim.MaxConnsPerUser, lim.PerUserPolicy == PolicyEvictOldest)
 	if !ok {
 		h.total.Add(-1)
 		h.refuse(w, http.StatusTooManyRequests, "too_many_connections", "too_many_connections", "user_id", c.user)
@@ -119,10 +119,11 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	c.pending.Store(int64(len(first)))
 	h.interest(userChannelPfx+c.user, +1)
 	h.reg.addConn(c)
-	if len(h.reg.userConns(c.user)) == 1 {
+	if firstOfUser {
 		if err := h.presence.Connect(h.ctx, c.user); err != nil {
 			h.log.Error("presence connect failed", "error", err, "user_id", c.user)
 		}
+		h.presenceChanged(UserOnline, c.user, "")
 	}
 	if evicted != nil {
 		h.closeConn(evicted, CloseReplaced, "replaced")

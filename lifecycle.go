@@ -100,6 +100,7 @@ func (h *Hub) cleanup(c *Conn, code int, reason string) {
 		if err := h.presence.Disconnect(h.ctx, c.user); err != nil {
 			h.log.Error("presence disconnect failed", "error", err, "user_id", c.user)
 		}
+		h.presenceChanged(UserOffline, c.user, "")
 	}
 	online := h.Count()
 	h.log.Info("connection closed", "conn_id", c.id, "user_id", c.user, "code", code,
@@ -122,6 +123,7 @@ func (h *Hub) leftRoom(c *Conn, room string) {
 		if err := h.presence.Leave(h.ctx, room, c.user); err != nil {
 			h.log.Error("presence leave failed", "error", err, "room", room)
 		}
+		h.presenceChanged(RoomLeave, c.user, room)
 		if size > h.opts.PresenceBatchSize {
 			h.diffs.add(room, c.user, false)
 		} else {

@@ -196,6 +196,11 @@ type Options struct {
 	OnConnect    func(c *Conn)
 	OnMessage    func(c *Conn, raw []byte)
 	OnDisconnect func(c *Conn, code int, reason string)
+	// OnPresence observes per-user transitions on this node: online and
+	// offline (first and last connection), room join and leave (first and
+	// last connection in the room). It runs synchronously and must not
+	// block; queue the work (webhooks) elsewhere.
+	OnPresence func(PresenceEvent)
 }
 
 func (o Options) withDefaults() Options {

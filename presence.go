@@ -1,6 +1,10 @@
 package switchboard
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"time"
+)
 
 // Presence answers who is online and who is in a room, across the cluster.
 // The hub reports per-user transitions on this node: Join when a user's
@@ -32,4 +36,34 @@ func (p localPresence) RoomUsers(_ context.Context, room string) ([]string, erro
 
 func (p localPresence) OnlineUsers(context.Context) ([]string, error) {
 	return p.reg.onlineUsers(), nil
+}
+
+// Presence transitions reported to Options.OnPresence.
+const (
+	UserOnline  = "user.online"  // the user's first connection
+	UserOffline = "user.offline" // the user's last connection is gone
+	RoomJoin    = "room.join"    // the user's first connection entered the room
+	RoomLeave   = "room.leave"   // the user's last connection left the room
+)
+
+// PresenceEvent is one transition of a user, as this node sees it.
+type PresenceEvent struct {
+	Kind string
+	User string
+	Room string // for room.join and room.leave
+	Time time.Time
+}
+
+func (h *Hub) presenceChanged(kind, user, room string) {
+	cb := h.opts.OnPresence
+	if cb == nil {
+		return
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			h.counters.panics.Add(1)
+			h.log.Error("OnPresence panicked", "panic", fmt.Sprint(p), "kind", kind)
+		}
+	}()
+	cb(PresenceEvent{Kind: kind, User: user, Room: room, Time: time.Now()})
 }

@@ -68,20 +68,22 @@ func (r *registry) shardOf(key string) uint32 { return hashKey(key) % r.n }
 
 // addUserConn registers c under its user unless the user is at max. With
 // evict it then returns the oldest connection for the caller to close.
-func (r *registry) addUserConn(c *Conn, max int, evict bool) (evicted *Conn, ok bool) {
+// first reports that the user had no connection here before.
+func (r *registry) addUserConn(c *Conn, max int, evict bool) (evicted *Conn, first, ok bool) {
 	s := &r.users[r.shardOf(c.user)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	list := s.users[c.user]
+	first = len(list) == 0
 	if len(list) >= max {
 		if !evict {
-			return nil, false
+			return nil, false, false
 		}
 		evicted = list[0]
 		list = append(list[:0], list[1:]...)
 	}
 	s.users[c.user] = append(list, c)
-	return evicted, true
+	return evicted, first, true
 }
 
 // removeUserConn drops c from its user's list and reports whether it was the

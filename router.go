@@ -215,6 +215,7 @@ func (h *Hub) handleJoin(c *Conn, req *protocol.Request) {
 		if err := h.presence.Join(h.ctx, req.Room, c.user); err != nil {
 			h.log.Error("presence join failed", "error", err, "room", req.Room)
 		}
+		h.presenceChanged(RoomJoin, c.user, req.Room)
 		if size > h.opts.PresenceBatchSize {
 			h.diffs.add(req.Room, c.user, true)
 		} else {
