@@ -31,4 +31,16 @@ go test -race -count=1 -timeout 15m ./...
 say "go test without -race (the nbio transport)"
 go test -count=1 -timeout 10m -run . .
 
+# Every fuzz target runs for a short fixed time on top of its seed corpus
+# (which the passes above already ran). FUZZTIME=10m ./scripts/test.sh, or
+# go test -run=NONE -fuzz=^FuzzName$ -fuzztime=1h ./pkg, runs them longer.
+fuzztime=${FUZZTIME:-5s}
+say "fuzzing each target for $fuzztime"
+for pkg in $(go list ./...); do
+  for target in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
+    echo "--- $target ($pkg)"
+    go test -run=NONE -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg" 2>&1 | tail -n 3
+  done
+done
+
 say "all tests passed"
