@@ -37,7 +37,11 @@ func (h *Hub) peerClosed(c *Conn, code int, reason string) {
 	if code == 1005 || code == 1006 || code == 1015 {
 		code = CloseNormal // reserved codes may not be sent back
 	}
-	c.queueClose(code, "", false, true)
+	answer := ""
+	if code == CloseNormal {
+		answer = "bye"
+	}
+	c.queueClose(code, answer, false, true)
 	h.closingMu.Lock()
 	h.closing[c] = time.Now().Add(h.opts.Limits.WriteTimeout).UnixNano()
 	h.closingMu.Unlock()
