@@ -11,9 +11,15 @@ import (
 // maxRoomName is the longest room name, in bytes (PROTOCOL.md, "Room names").
 const maxRoomName = 128
 
+// roomsError is why a rooms claim was refused. Its text names positions,
+// never values, so it may be logged.
+type roomsError struct{ msg string }
+
+func (e *roomsError) Error() string { return e.msg }
+
 // errRoomsNotList is what a rooms claim that is not a JSON list of strings
 // is rejected with.
-var errRoomsNotList = errors.New("rooms claim is not a list of strings")
+var errRoomsNotList = &roomsError{"rooms claim is not a list of strings"}
 
 // ValidRoomPattern reports why p is not a valid entry of a token's rooms
 // claim, or nil. An entry is an exact room name (1 to 128 bytes of
@@ -71,10 +77,10 @@ func parseRoomsClaim(raw []byte) ([]string, error) {
 	for i, item := range items {
 		var s string
 		if len(item) == 0 || item[0] != '"' || json.Unmarshal(item, &s) != nil {
-			return nil, fmt.Errorf("%w: entry %d is not a string", errRoomsNotList, i)
+			return nil, &roomsError{fmt.Sprintf("rooms claim entry %d is not a string", i)}
 		}
 		if err := ValidRoomPattern(s); err != nil {
-			return nil, fmt.Errorf("rooms claim entry %d: %v", i, err)
+			return nil, &roomsError{fmt.Sprintf("rooms claim entry %d: %v", i, err)}
 		}
 		rooms = append(rooms, s)
 	}

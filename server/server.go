@@ -26,6 +26,9 @@ type Server struct {
 	log *slog.Logger
 	Hub *switchboard.Hub
 	mux *http.ServeMux
+	// keys are the reloadable token verification keys (see ReloadKeys);
+	// nil without --jwt-public-key or --jwks-file.
+	keys *keySet
 
 	mu    sync.Mutex
 	addr  net.Addr
@@ -34,7 +37,7 @@ type Server struct {
 
 // New builds a node from a validated configuration.
 func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
-	auth, err := newAuthenticator(cfg)
+	auth, keys, err := newAuthenticator(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +66,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start hub: %w", err)
 	}
-	s := &Server{cfg: cfg, log: log, Hub: hub, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, log: log, Hub: hub, mux: http.NewServeMux(), keys: keys}
 	s.mux.Handle("GET /ws", hub.Handler())
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -23,7 +23,7 @@ const usage = `switchboard: a WebSocket connection manager and real-time server.
 
 Usage:
   switchboard [serve] [flags]   run a node (default); see 'switchboard serve --help'
-  switchboard token --user ID [--ttl 1h] [--rooms 'chat:*,news']
+  switchboard token --user ID [--ttl 1h] [--rooms 'chat:*,news'] [--issuer I] [--audience A]
                                 mint a development JWT with --jwt-secret / SWITCHBOARD_JWT_SECRET
   switchboard bench idle|fanout [flags]
                                 measure memory per connection, fan-out and latency
@@ -76,7 +76,25 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	go reloadOnSIGHUP(ctx, srv)
 	return srv.Run(ctx, nil)
+}
+
+// reloadOnSIGHUP re-reads the token verification keys (--jwt-public-key or
+// --jwks-file) on every SIGHUP until ctx ends. The server logs the outcome;
+// a failed reload keeps the keys in use. SIGHUP never stops the process.
+func reloadOnSIGHUP(ctx context.Context, srv *server.Server) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			_ = srv.ReloadKeys() // logged by ReloadKeys
+		}
+	}
 }
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
@@ -95,21 +113,51 @@ func token(args []string, stdout, stderr io.Writer) error {
 	user := fs.String("user", "", "user id (the token's sub)")
 	ttl := fs.Duration("ttl", time.Hour, "lifetime")
 	rooms := fs.String("rooms", "", "comma-separated rooms claim: exact names or prefix* patterns (default: any room)")
+	issuer := fs.String("issuer", "", "iss claim (match the server's --jwt-issuer)")
+	audience := fs.String("audience", "", "aud claim (match the server's --jwt-audience)")
 	secret := fs.String("jwt-secret", os.Getenv("SWITCHBOARD_JWT_SECRET"), "HS256 secret (env SWITCHBOARD_JWT_SECRET)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: flags take the form --name=value", fs.Arg(0))
+	}
 	if *user == "" {
 		return errors.New("--user is required")
 	}
-	var claim []string
-	if *rooms != "" {
-		claim = strings.Split(*rooms, ",")
+	if *ttl <= 0 {
+		return fmt.Errorf("--ttl must be positive, got %s", *ttl)
 	}
-	tok, err := server.MintToken(*secret, *user, *ttl, claim)
+	claim, err := roomsFlag(*rooms)
+	if err != nil {
+		return err
+	}
+	tok, err := server.MintHS256(*secret, server.TokenOptions{
+		User: *user, TTL: *ttl, Rooms: claim, Issuer: *issuer, Audience: *audience,
+	})
 	if err != nil {
 		return err
 	}
 	_, _ = fmt.Fprintln(stdout, tok)
 	return nil
+}
+
+// roomsFlag splits --rooms and checks every entry with the rules servers
+// apply to the claim. An empty flag leaves the claim out (any room).
+func roomsFlag(v string) ([]string, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, nil
+	}
+	var out []string
+	for i, r := range strings.Split(v, ",") {
+		r = strings.TrimSpace(r)
+		if r == "" {
+			return nil, fmt.Errorf("--rooms entry %d is empty (stray comma?)", i+1)
+		}
+		if err := server.ValidRoomPattern(r); err != nil {
+			return nil, fmt.Errorf("--rooms entry %q: %v; entries are room names of 1-128 bytes of [A-Za-z0-9_.:@/-], or such a prefix followed by one * at the end", r, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
