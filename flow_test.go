@@ -263,3 +263,22 @@ func TestRoomsClaimLimitsJoins(t *testing.T) {
 		t.Errorf("presence of a forbidden room: got %v", e)
 	}
 }
+
+func TestReadOnlyRooms(t *testing.T) {
+	s := startStd(t, switchboard.Options{ReadOnlyRooms: []string{"news", "alerts:*"}})
+	a := dial(t, s, "a")
+	for _, room := range []string{"news", "alerts:fire"} {
+		a.join(room)
+		if e, _ := a.request(map[string]any{"type": "publish", "room": room, "data": 1}); e.str("code") != "forbidden" {
+			t.Fatalf("client publish to %s: got %v, want forbidden", room, e)
+		}
+	}
+	a.join("newsroom") // not matched: exact names are exact
+	a.mustAck(map[string]any{"type": "publish", "room": "newsroom", "data": 1}) // its echo comes before the ack
+	if _, err := s.hub.Publish(context.Background(), "news", json.RawMessage(`"from the server"`)); err != nil {
+		t.Fatal(err)
+	}
+	if m := a.expect("message"); m["data"] != "from the server" {
+		t.Fatalf("got %v", m)
+	}
+}

@@ -61,7 +61,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 			MaxRooms:        cfg.MaxRooms,
 			QueueBytes:      cfg.QueueBytes,
 			WriteTimeout:    cfg.WriteTimeout,
+			MaxDataBytes:    cfg.MaxDataBytes,
+			HandshakeRate:   cfg.HandshakeRate,
+			HandshakeBurst:  cfg.HandshakeBurst,
 		},
+		ReadOnlyRooms: cfg.ReadOnlyRooms,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start hub: %w", err)
@@ -145,7 +149,7 @@ func (s *Server) Run(ctx context.Context, started func(net.Addr)) error {
 // goroutine per idle connection), net/http for TLS.
 func (s *Server) serve(ln net.Listener) (func(context.Context) error, error) {
 	if s.cfg.TLSCert != "" {
-		srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+		srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: s.cfg.HandshakeTimeout, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 		go func() {
 			if err := srv.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.log.Error("TLS server stopped", "error", err)
@@ -155,11 +159,14 @@ func (s *Server) serve(ln net.Listener) (func(context.Context) error, error) {
 	}
 	routeNBIOLogs(s.log)
 	engine := nbhttp.NewEngine(nbhttp.Config{
-		Network:                 "tcp",
-		Addrs:                   []string{ln.Addr().String()},
-		Listen:                  func(string, string) (net.Listener, error) { return ln, nil },
-		Handler:                 s.mux,
-		MaxLoad:                 s.cfg.MaxConns + 1024, // the hub answers 503 itself; leave room for those answers
+		Network: "tcp",
+		Addrs:   []string{ln.Addr().String()},
+		Listen:  func(string, string) (net.Listener, error) { return ln, nil },
+		Handler: s.mux,
+		MaxLoad: s.cfg.MaxConns + 1024, // the hub answers 503 itself; leave room for those answers
+		// A connection must complete its HTTP request within this; after the
+		// upgrade the hub clears the deadline and liveness takes over.
+		KeepaliveTime:           s.cfg.HandshakeTimeout,
 		ReleaseWebsocketPayload: true,
 		ReadBufferSize:          4096,
 	})

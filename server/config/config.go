@@ -32,6 +32,12 @@ type Config struct {
 	PerUserPolicy   string
 	MaxConns        int
 	MaxRooms        int
+	MaxDataBytes    int
+	ReadOnlyRooms   []string
+
+	HandshakeRate    float64
+	HandshakeBurst   int
+	HandshakeTimeout time.Duration
 
 	QueueBytes      int
 	WriteTimeout    time.Duration
@@ -157,6 +163,19 @@ var specs = []spec{
 		field: func(c *Config) any { return &c.MaxConns }},
 	{name: "max-rooms", kind: kInt, def: "64", usage: "rooms per connection",
 		field: func(c *Config) any { return &c.MaxRooms }},
+	{name: "max-data-bytes", kind: kInt, show: "max-message-bytes",
+		usage: "largest data of a client publish or send (error too_large past it)",
+		field: func(c *Config) any { return &c.MaxDataBytes }},
+	{name: "read-only-rooms", kind: kCSV, show: "none",
+		usage: "rooms (names or prefix* patterns, comma-separated) only the backend may publish to",
+		field: func(c *Config) any { return &c.ReadOnlyRooms }},
+	{name: "handshake-rate", kind: kFloat, def: "20", usage: "new connections per second from one IP address (429 past it)",
+		field: func(c *Config) any { return &c.HandshakeRate }},
+	{name: "handshake-burst", kind: kInt, def: "50", usage: "burst of new connections from one IP address",
+		field: func(c *Config) any { return &c.HandshakeBurst }},
+	{name: "handshake-timeout", kind: kDuration, def: "10s",
+		usage: "time a client has to send its complete handshake request (slow clients are cut)",
+		field: func(c *Config) any { return &c.HandshakeTimeout }},
 	{name: "queue-bytes", kind: kInt, def: "1048576", usage: "outbound queue bound per connection in bytes",
 		field: func(c *Config) any { return &c.QueueBytes }},
 	{name: "write-timeout", kind: kDuration, def: "5s", usage: "deadline for one outbound write",

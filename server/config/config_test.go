@@ -41,6 +41,11 @@ func TestDefaults(t *testing.T) {
 		{"per-user-policy", c.PerUserPolicy, "reject"},
 		{"max-conns", c.MaxConns, 100000},
 		{"max-rooms", c.MaxRooms, 64},
+		{"max-data-bytes", c.MaxDataBytes, 0},
+		{"read-only-rooms", c.ReadOnlyRooms, []string(nil)},
+		{"handshake-rate", c.HandshakeRate, 20.0},
+		{"handshake-burst", c.HandshakeBurst, 50},
+		{"handshake-timeout", c.HandshakeTimeout, 10 * time.Second},
 		{"queue-bytes", c.QueueBytes, 1048576},
 		{"write-timeout", c.WriteTimeout, 5 * time.Second},
 		{"shutdown-timeout", c.ShutdownTimeout, 10 * time.Second},
@@ -76,8 +81,8 @@ func TestDefaults(t *testing.T) {
 
 func TestFlagsTable(t *testing.T) {
 	fs := Flags()
-	if len(fs) != 32 {
-		t.Errorf("Flags() has %d entries, want 32", len(fs))
+	if len(fs) != 37 {
+		t.Errorf("Flags() has %d entries, want 37", len(fs))
 	}
 	seen := map[string]bool{}
 	for _, f := range fs {

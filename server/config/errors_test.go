@@ -102,6 +102,7 @@ func valid() Config {
 		QueueBytes: 1 << 20, WriteTimeout: 5 * time.Second, ShutdownTimeout: 10 * time.Second,
 		Broker: "memory", RedisURL: "redis://127.0.0.1:6379/0", NATSURL: "nats://127.0.0.1:4222",
 		PresenceTTL: 30 * time.Second, NodeID: "n1", LogLevel: "info", LogFormat: "json",
+		HandshakeRate: 20, HandshakeBurst: 50, HandshakeTimeout: 10 * time.Second,
 	}
 }
 
@@ -156,6 +157,12 @@ func TestValidate(t *testing.T) {
 		{"redis url unused", func(c *Config) { c.RedisURL = "" }, ""},
 		{"nats url", func(c *Config) { c.Broker = "nats"; c.NATSURL = "" }, "--nats-url must not be empty with --broker=nats"},
 		{"node-id", func(c *Config) { c.NodeID = "" }, "--node-id must not be empty"},
+		{"handshake-rate", func(c *Config) { c.HandshakeRate = 0 }, "--handshake-rate must be a positive number"},
+		{"handshake-burst", func(c *Config) { c.HandshakeBurst = 0 }, "--handshake-burst must be at least 1"},
+		{"handshake-timeout", func(c *Config) { c.HandshakeTimeout = 0 }, "--handshake-timeout must be a positive duration"},
+		{"max-data-bytes over frame", func(c *Config) { c.MaxDataBytes = 70000 }, "--max-data-bytes must be between 0"},
+		{"max-data-bytes", func(c *Config) { c.MaxDataBytes = 100 }, ""},
+		{"read-only-rooms", func(c *Config) { c.ReadOnlyRooms = []string{"a", " "} }, "--read-only-rooms must not contain empty entries"},
 		{"log-level", func(c *Config) { c.LogLevel = "trace" }, `--log-level must be "debug", "info", "warn" or "error", got "trace"`},
 		{"log-format", func(c *Config) { c.LogFormat = "xml" }, `--log-format must be "json" or "text", got "xml"`},
 	}

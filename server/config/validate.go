@@ -81,6 +81,7 @@ func (c *Config) Validate() error {
 		{"write-timeout", c.WriteTimeout},
 		{"shutdown-timeout", c.ShutdownTimeout},
 		{"presence-ttl", c.PresenceTTL},
+		{"handshake-timeout", c.HandshakeTimeout},
 	} {
 		if d.v <= 0 {
 			bad("--%s must be a positive duration (e.g. 10s), got %s", d.name, d.v)
@@ -96,6 +97,7 @@ func (c *Config) Validate() error {
 		{"max-conns", c.MaxConns},
 		{"max-rooms", c.MaxRooms},
 		{"queue-bytes", c.QueueBytes},
+		{"handshake-burst", c.HandshakeBurst},
 	} {
 		if n.v < 1 {
 			bad("--%s must be at least 1, got %d", n.name, n.v)
@@ -103,6 +105,18 @@ func (c *Config) Validate() error {
 	}
 	if !(c.Rate > 0) || math.IsInf(c.Rate, 1) {
 		bad("--rate must be a positive number of messages per second, got %g", c.Rate)
+	}
+	if !(c.HandshakeRate > 0) || math.IsInf(c.HandshakeRate, 1) {
+		bad("--handshake-rate must be a positive number of connections per second, got %g", c.HandshakeRate)
+	}
+	if c.MaxDataBytes < 0 || c.MaxDataBytes > c.MaxMessageBytes {
+		bad("--max-data-bytes must be between 0 (same as --max-message-bytes) and --max-message-bytes (%d), got %d", c.MaxMessageBytes, c.MaxDataBytes)
+	}
+	for _, p := range c.ReadOnlyRooms {
+		if strings.TrimSpace(p) == "" {
+			bad("--read-only-rooms must not contain empty entries")
+			break
+		}
 	}
 
 	if c.PerUserPolicy != PolicyReject && c.PerUserPolicy != PolicyEvictOldest {
