@@ -30,8 +30,8 @@ fanout  one publisher, --subs subscribers in one room: delivery latency
         (--rate R publishes/s) or throughput and server CPU per delivery (--rate 0)
 
 Server flags are passed with --server-flag=--ping-interval=10s (repeatable) or
-after "--". The bench adds --rate=100000 --burst=100000 so the publisher is not
-rate limited; flags given by you come later and win.
+after "--". The bench adds --rate=100000 --burst=100000 (and lifts the per-IP
+handshake limit) so the load clients are not rate limited; flags given by you come later and win.
 
 Flags:
 `

@@ -52,7 +52,9 @@ func (s *session) startServer(ctx context.Context, extra ...string) error {
 
 // serverFlagsFor returns the flags a run of conns connections needs.
 func (s *session) serverFlagsFor(conns int) []string {
-	f := []string{"--rate=100000", "--burst=100000"}
+	// Load clients connect thousands of times from a handful of addresses:
+	// lift the per-IP handshake limit along with the per-connection rate.
+	f := []string{"--rate=100000", "--burst=100000", "--handshake-rate=1000000", "--handshake-burst=1000000"}
 	if s.opts.users > 0 && s.opts.users < conns {
 		f = append(f, "--max-conns-per-user="+strconv.Itoa((conns+s.opts.users-1)/s.opts.users+1))
 	}
