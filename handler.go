@@ -147,15 +147,21 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 func (h *Hub) runCallback(c *Conn, fn func()) (ok bool) {
 	defer func() {
 		if p := recover(); p != nil {
-			n := h.counters.panics.Add(1)
-			h.log.Error("callback panicked; connection closed 1011", "conn_id", c.id, "user_id", c.user,
-				"panic", fmt.Sprint(p), "panics_total", n)
-			h.closeConn(c, CloseInternal, "internal")
+			h.panicked(c, "callback", p)
 			ok = false
 		}
 	}()
 	fn()
 	return true
+}
+
+// panicked counts and logs a recovered panic and closes only c, with 1011;
+// cleanup runs as for any other close.
+func (h *Hub) panicked(c *Conn, where string, p any) {
+	n := h.counters.panics.Add(1)
+	h.log.Error(where+" panicked; connection closed 1011", "conn_id", c.id, "user_id", c.user,
+		"panic", fmt.Sprint(p), "panics_total", n)
+	h.closeConn(c, CloseInternal, "internal")
 }
 
 func (h *Hub) newConn(r *http.Request, ident *Identity) *Conn {

@@ -17,10 +17,7 @@ import (
 func (h *Hub) onData(c *Conn, data []byte) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			n := h.counters.panics.Add(1)
-			h.log.Error("handler panicked; connection closed 1011", "conn_id", c.id, "user_id", c.user,
-				"panic", fmt.Sprint(p), "panics_total", n)
-			h.closeConn(c, CloseInternal, "internal")
+			h.panicked(c, "handler", p)
 			err = nil
 		}
 	}()
@@ -128,25 +125,13 @@ func (h *Hub) handleText(c *Conn, payload []byte) {
 		h.leftRoom(c, req.Room)
 		h.ack(c, req.ID)
 	case protocol.TypePublish:
-		if !h.mayPublish(c, &req) {
-			return
+		if h.mayPublish(c, &req) {
+			h.forward(c, &req, kindRoomMessage, req.Room)
 		}
-		if _, err := h.publish(h.ctx, kindRoomMessage, c.id, req.Room, c.user, req.Data); err != nil {
-			h.log.Error("publish failed", "error", err, "conn_id", c.id)
-			h.fail(c, req.ID, protocol.CodeInternal, "publish failed")
-			return
-		}
-		h.ack(c, req.ID)
 	case protocol.TypeSend:
-		if !h.dataAcceptable(c, &req) {
-			return
+		if h.dataAcceptable(c, &req) {
+			h.forward(c, &req, kindUserMessage, req.To)
 		}
-		if _, err := h.publish(h.ctx, kindUserMessage, c.id, req.To, c.user, req.Data); err != nil {
-			h.log.Error("send failed", "error", err, "conn_id", c.id)
-			h.fail(c, req.ID, protocol.CodeInternal, "send failed")
-			return
-		}
-		h.ack(c, req.ID)
 	case protocol.TypePresence:
 		if !mayJoin(c, req.Room) {
 			h.fail(c, req.ID, protocol.CodeForbidden, "room not allowed: "+req.Room)
@@ -161,6 +146,17 @@ func (h *Hub) handleText(c *Conn, payload []byte) {
 		c.enqueueJSON(protocol.Presence(req.Room, users))
 		h.ack(c, req.ID)
 	}
+}
+
+// forward publishes a client's message to a room or a user and answers the
+// request.
+func (h *Hub) forward(c *Conn, req *protocol.Request, kind byte, target string) {
+	if _, err := h.publish(h.ctx, kind, c.id, target, c.user, req.Data); err != nil {
+		h.log.Error(req.Type+" failed", "error", err, "conn_id", c.id)
+		h.fail(c, req.ID, protocol.CodeInternal, req.Type+" failed")
+		return
+	}
+	h.ack(c, req.ID)
 }
 
 func (h *Hub) mayPublish(c *Conn, req *protocol.Request) bool {
