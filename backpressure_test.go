@@ -43,16 +43,17 @@ func TestSlowConsumerIsCutOthersGetEverything(t *testing.T) {
 		const n, size, window = 2000, 8 << 10, 16
 		payload := strings.Repeat("x", size)
 		ctx := context.Background()
-		received := make(chan struct{}, 2*n)
+		// One channel per reader: the window holds for each of them.
+		received := []chan struct{}{make(chan struct{}, n), make(chan struct{}, n)}
 		published := make(chan error, 1)
 		stop := make(chan struct{})
 		t.Cleanup(func() { close(stop); <-published }) // before the hub closes
 		go func() {
 			for i := 0; i < n; i++ {
 				if i >= window {
-					for range 2 {
+					for _, r := range received {
 						select {
-						case <-received:
+						case <-r:
 						case <-stop:
 							published <- nil
 							return
@@ -68,8 +69,8 @@ func TestSlowConsumerIsCutOthersGetEverything(t *testing.T) {
 			published <- nil
 		}()
 		consumed := make(chan error, 2)
-		for _, c := range []*client{fast1, fast2} {
-			go func() { consumed <- consume(c, n, received) }()
+		for i, c := range []*client{fast1, fast2} {
+			go func() { consumed <- consume(c, n, received[i]) }()
 		}
 		for range 2 {
 			if err := <-consumed; err != nil {
