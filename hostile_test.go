@@ -275,3 +275,34 @@ func TestHandshakeFloodFromOneAddress(t *testing.T) {
 		goroutinesSettle(t, before)
 	})
 }
+
+// WebSocket-level pings are answered with pongs, so they count against the
+// message rate like any other frame.
+func TestControlPingFloodIsRateLimited(t *testing.T) {
+	s := startStd(t, switchboard.Options{Limits: switchboard.Limits{Rate: 0.001, Burst: 2, MaxRateViolations: 3}})
+	r := dialRawTCP(t, s, "user=pinger")
+	for i := 0; i < 10; i++ {
+		if err := r.writeFrame(0x89, []byte("p")); err != nil {
+			break
+		}
+	}
+	pongs, errors := 0, 0
+	_ = r.nc.SetReadDeadline(time.Now().Add(wait))
+	for {
+		op, p, err := r.readFrame()
+		if err != nil {
+			t.Fatalf("no close after %d pongs and %d errors: %v", pongs, errors, err)
+		}
+		switch {
+		case op == 0xA:
+			pongs++
+		case op == 0x1 && strings.Contains(string(p), "rate_limited"):
+			errors++
+		case op == 0x8:
+			if code := int(p[0])<<8 | int(p[1]); code != 1008 || pongs != 2 || errors != 2 {
+				t.Fatalf("close %d after %d pongs and %d rate_limited errors; want 1008 after 2 and 2", code, pongs, errors)
+			}
+			return
+		}
+	}
+}

@@ -49,7 +49,10 @@ func (h *Hub) onData(c *Conn, data []byte) (err error) {
 			// speaks something else (RFC 6455 1003: unsupported data).
 			h.closeConn(c, CloseUnsupported, "binary_unsupported")
 		case wsframe.OpPing:
-			c.enqueue(wsframe.AppendFrame(nil, wsframe.OpPong, payload))
+			// Control pings cost a pong each: they share the message rate.
+			if h.admit(c, "") {
+				c.enqueue(wsframe.AppendFrame(nil, wsframe.OpPong, payload))
+			}
 		}
 		return !c.isClosed()
 	})
@@ -63,6 +66,24 @@ func (h *Hub) onData(c *Conn, data []byte) (err error) {
 		return fmt.Errorf("read frame: %w", ferr)
 	}
 	return nil
+}
+
+// admit applies the per-connection message rate. A refused frame is
+// answered rate_limited (with ref, for requests); MaxRateViolations refusals
+// in a row close the connection with 1008.
+func (h *Hub) admit(c *Conn, ref string) bool {
+	if c.limiter.Allow() {
+		c.violations = 0
+		return true
+	}
+	h.counters.drop("rate_limited")
+	c.violations++
+	if c.violations >= h.opts.Limits.MaxRateViolations {
+		h.closeConn(c, ClosePolicy, "policy")
+		return false
+	}
+	c.enqueueJSON(protocol.Error(ref, protocol.CodeRateLimited, "too many messages; slow down"))
+	return false
 }
 
 // enqueueJSON frames one JSON text for this connection alone.
@@ -89,21 +110,13 @@ func (h *Hub) handleText(c *Conn, payload []byte) {
 		}
 		return
 	}
-	if !c.limiter.Allow() {
-		h.counters.drop("rate_limited")
-		c.violations++
-		if c.violations >= h.opts.Limits.MaxRateViolations {
-			h.closeConn(c, ClosePolicy, "policy")
-			return
-		}
-		ref := req.ID
-		if derr != nil {
-			ref = derr.Ref
-		}
-		c.enqueueJSON(protocol.Error(ref, protocol.CodeRateLimited, "too many messages; slow down"))
+	ref := req.ID
+	if derr != nil {
+		ref = derr.Ref
+	}
+	if !h.admit(c, ref) {
 		return
 	}
-	c.violations = 0
 	if derr != nil {
 		c.enqueueJSON(protocol.Error(derr.Ref, derr.Code, derr.Message))
 		return
