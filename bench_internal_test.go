@@ -68,6 +68,7 @@ func addFakeConns(tb testing.TB, h *Hub, room string, n int, t transport) {
 		r := httptest.NewRequest("GET", "/ws", nil)
 		c := h.newConn(r, &Identity{User: "u" + strconv.Itoa(i)})
 		c.t = t
+		c.state.Store(stateOpen)
 		if _, _, ok := h.reg.addUserConn(c, 8, false); !ok {
 			tb.Fatal("addUserConn")
 		}

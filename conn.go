@@ -12,10 +12,13 @@ import (
 	"github.com/switchboardhq/switchboard/internal/wsframe"
 )
 
-// Connection states. A connection goes open -> closing (a close frame is
-// queued, the registry no longer holds it) -> closed (the socket is shut).
+// Connection states. A connection goes starting (registered while its
+// handshake completes: frames queue, nothing is written, a close is only
+// recorded) -> open -> closing (a close frame is queued, the registry no
+// longer holds it) -> closed (the socket is shut).
 const (
-	stateOpen int32 = iota
+	stateStarting int32 = iota
+	stateOpen
 	stateClosing
 	stateClosed
 )
@@ -43,6 +46,10 @@ type Conn struct {
 	// zero while the connection keeps up.
 	stalledSince atomic.Int64
 
+	// evicting marks a connection already chosen for eviction, so that two
+	// concurrent handshakes of one user never pick the same victim.
+	evicting atomic.Bool
+
 	// Owned by the sweeper goroutine only.
 	lastPing int64
 	// pingSent is when the last unanswered ping was queued (0: none), for
@@ -65,6 +72,9 @@ type Conn struct {
 	// shutAfterFlush closes the socket once the queue has drained (a close
 	// frame answering the peer's close is the last thing written).
 	shutAfterFlush bool
+	// closeWhenOpen holds a close requested while starting; the accept
+	// path carries it out once the connection is fully set up.
+	closeWhenOpen *closeCause
 	// rooms the connection is in. A slice, not a map: it holds a handful
 	// of names (MaxRooms bounds it) and a one-entry map costs ~700 bytes
 	// per idle connection where a slice costs 16.
@@ -98,7 +108,7 @@ func (c *Conn) Rooms() []string {
 	return rooms
 }
 
-func (c *Conn) isClosed() bool { return c.state.Load() != stateOpen }
+func (c *Conn) isClosed() bool { return c.state.Load() >= stateClosing }
 
 // enqueue queues one complete WebSocket frame. It never blocks: a
 // connection whose backlog would pass QueueBytes is closed 4001 instead, and
@@ -109,7 +119,7 @@ func (c *Conn) enqueue(frame []byte) bool {
 		return false
 	}
 	c.mu.Lock()
-	if c.state.Load() != stateOpen {
+	if c.isClosed() {
 		c.mu.Unlock()
 		c.pending.Add(-int64(len(frame)))
 		return false
@@ -131,7 +141,7 @@ func (c *Conn) enqueueParts(parts ...[]byte) bool {
 		return false
 	}
 	c.mu.Lock()
-	if c.state.Load() != stateOpen {
+	if c.isClosed() {
 		c.mu.Unlock()
 		c.pending.Add(-int64(n))
 		return false
@@ -159,9 +169,10 @@ func (c *Conn) reserve(n int) bool {
 	return true
 }
 
-// startFlushLocked hands the connection to a writer unless one already has it.
+// startFlushLocked hands the connection to a writer unless one already has
+// it, or the connection is still starting (the accept path flushes then).
 func (c *Conn) startFlushLocked() {
-	if c.flushing {
+	if c.flushing || c.state.Load() == stateStarting {
 		return
 	}
 	c.flushing = true
@@ -243,17 +254,20 @@ func (c *Conn) queueClose(code int, reason string, drop, shut bool) {
 
 // addRoom records membership on the connection; the registry is updated
 // by the caller afterwards, outside c.mu.
-func (c *Conn) addRoom(name string, max int) (already, full bool) {
+func (c *Conn) addRoom(name string, max int) (already, full, closed bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.state.Load() != stateOpen {
+		return false, false, true // cleanup has taken (or is taking) the rooms
+	}
 	if slices.Contains(c.rooms, name) {
-		return true, false
+		return true, false, false
 	}
 	if len(c.rooms) >= max {
-		return false, true
+		return false, true, false
 	}
 	c.rooms = append(c.rooms, name)
-	return false, false
+	return false, false, false
 }
 
 func (c *Conn) removeRoom(name string) bool {

@@ -96,63 +96,83 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	c := h.newConn(r, ident)
 	lim := h.opts.Limits
+	// The user's stripe is held from the limit check until presence knows
+	// the user is online, so that a concurrent last disconnect of the same
+	// user cannot report offline after this connection reported online.
+	unlockUser := h.lockUser(c.user)
 	evicted, firstOfUser, ok := h.reg.addUserConn(c, lim.MaxConnsPerUser, lim.PerUserPolicy == PolicyEvictOldest)
 	if !ok {
+		unlockUser()
 		h.total.Add(-1)
 		h.refuse(w, http.StatusTooManyRequests, "too_many_connections", "too_many_connections", "user_id", c.user)
 		return
 	}
-	t, leftover, err := h.hijack(w, c)
+	t, attach, leftover, err := h.hijack(w, c)
 	if err != nil {
 		h.reg.removeUserConn(c)
+		unlockUser()
+		if evicted != nil {
+			evicted.evicting.Store(false) // it stays: this connection never came
+		}
 		h.total.Add(-1)
 		h.refuse(w, http.StatusInternalServerError, "internal", "internal", "error", err.Error(), "user_id", c.user)
 		return
 	}
-	c.t = t
-	// The 101 answer and the welcome frame are the first queued bytes, so
-	// nothing published meanwhile can overtake them.
-	first := handshakeResponse(key, wantsSubprotocol(r))
-	welcome := protocol.Welcome(c.id, c.user, h.opts.PingInterval, h.opts.PongTimeout, lim.MaxMessageBytes)
-	first = wsframe.AppendFrame(first, wsframe.OpText, welcome)
-	c.queue = append(c.queue, first)
-	c.pending.Store(int64(len(first)))
-	h.interest(userChannelPfx+c.user, +1)
-	h.reg.addConn(c)
 	if firstOfUser {
 		if err := h.presence.Connect(h.ctx, c.user); err != nil {
 			h.log.Error("presence connect failed", "error", err, "user_id", c.user)
 		}
 		h.presenceChanged(UserOnline, c.user, "")
 	}
-	if evicted != nil {
-		h.closeConn(evicted, CloseReplaced, "replaced")
-	}
+	unlockUser()
+
+	// While starting, c is reachable through the user index (a kick or a
+	// direct message may arrive) but writes nothing and defers any close.
+	// The 101 answer and the welcome frame go first in its queue, so
+	// nothing published meanwhile can overtake them.
+	first := handshakeResponse(key, wantsSubprotocol(r))
+	welcome := protocol.Welcome(c.id, c.user, h.opts.PingInterval, h.opts.PongTimeout, lim.MaxMessageBytes)
+	first = wsframe.AppendFrame(first, wsframe.OpText, welcome)
+	c.mu.Lock()
+	c.t = t
+	c.queue = append([][]byte{first}, c.queue...)
+	c.mu.Unlock()
+	c.pending.Add(int64(len(first)))
+	h.interest(userChannelPfx+c.user, +1)
+	h.reg.addConn(c)
 	h.counters.connsOpened.Add(1)
 	h.log.Info("connection opened", "conn_id", c.id, "user_id", c.user, "online_count", h.Count())
 	if cb := h.opts.OnConnect; cb != nil {
-		if !h.runCallback(c, func() { cb(c) }) {
-			return
-		}
+		h.runCallback(c, func() { cb(c) }) // a panic is recorded as a deferred 1011
 	}
+
+	// Open: reads may start (attach), queued frames flow, and a close
+	// requested while starting is carried out through the ordinary path.
+	attach()
 	c.mu.Lock()
+	c.state.Store(stateOpen)
+	deferred := c.closeWhenOpen
 	c.startFlushLocked()
 	c.mu.Unlock()
+	if deferred != nil {
+		h.closeConn(c, deferred.code, deferred.reason)
+	}
+	if evicted != nil {
+		h.closeConn(evicted, CloseReplaced, "replaced")
+	}
 	if st, ok := t.(*stdTransport); ok {
 		h.readLoop(c, st.nc, leftover)
 	}
 }
 
 // runCallback runs application code for c, closing c with 1011 if it panics.
-func (h *Hub) runCallback(c *Conn, fn func()) (ok bool) {
+func (h *Hub) runCallback(c *Conn, fn func()) {
 	defer func() {
 		if p := recover(); p != nil {
 			h.panicked(c, "callback", p)
-			ok = false
 		}
 	}()
 	fn()
-	return true
 }
 
 // panicked counts and logs a recovered panic and closes only c, with 1011;

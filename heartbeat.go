@@ -87,6 +87,10 @@ func (h *Hub) sweepClosing(now int64) {
 	var done []*Conn
 	h.closingMu.Lock()
 	for c, deadline := range h.closing {
+		if c.shutDone.Load() {
+			delete(h.closing, c) // shut by another path meanwhile
+			continue
+		}
 		c.mu.Lock()
 		drained := c.shutAfterFlush && !c.flushing && c.pending.Load() <= 0
 		c.mu.Unlock()

@@ -62,6 +62,9 @@ type Hub struct {
 	lastDiffFlush int64 // sweeper only
 	lastPrune     int64 // sweeper only
 
+	roomLocks stripedLocks
+	userLocks stripedLocks
+
 	subsMu sync.Mutex
 	subs   map[string]int // broker channel -> local interest count
 
@@ -268,19 +271,23 @@ func (h *Hub) deliver(_ string, payload []byte) {
 // interest counts local reasons to hear a broker channel and subscribes or
 // unsubscribes on the first and last.
 func (h *Hub) interest(channel string, delta int) {
+	// The broker calls stay under subsMu: otherwise a 1->0 and a 0->1 racing
+	// could reach the broker as Subscribe then Unsubscribe. Brokers return
+	// quickly (the interface requires it).
 	h.subsMu.Lock()
-	n := h.subs[channel] + delta
+	defer h.subsMu.Unlock()
+	before := h.subs[channel]
+	n := before + delta
 	if n <= 0 {
 		delete(h.subs, channel)
 	} else {
 		h.subs[channel] = n
 	}
-	h.subsMu.Unlock()
 	var err error
 	switch {
-	case delta > 0 && n == delta:
+	case before <= 0 && n > 0:
 		err = h.broker.Subscribe(h.ctx, channel)
-	case delta < 0 && n <= 0:
+	case before > 0 && n <= 0:
 		err = h.broker.Unsubscribe(h.ctx, channel)
 	}
 	if err != nil {

@@ -15,11 +15,29 @@ import (
 // what is already queued (or instead of it, for a slow consumer), and the
 // socket is shut when the peer answers or after the write timeout.
 func (h *Hub) closeConn(c *Conn, code int, reason string) {
+	if c.state.Load() == stateStarting {
+		c.mu.Lock()
+		if c.state.Load() == stateStarting {
+			// Still being set up: the accept path closes it when done.
+			if c.closeWhenOpen == nil {
+				c.closeWhenOpen = &closeCause{code: code, reason: reason}
+			}
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+	}
 	if !c.state.CompareAndSwap(stateOpen, stateClosing) {
 		return
 	}
+	// Into the closing set first: the socket may be shut (by the peer's
+	// answer or an error) before this function returns.
+	h.trackClosing(c)
 	h.cleanup(c, code, reason)
 	c.queueClose(code, reason, code == CloseSlowConsumer, false)
+}
+
+func (h *Hub) trackClosing(c *Conn) {
 	h.closingMu.Lock()
 	h.closing[c] = time.Now().Add(h.opts.Limits.WriteTimeout).UnixNano()
 	h.closingMu.Unlock()
@@ -33,6 +51,7 @@ func (h *Hub) peerClosed(c *Conn, code int, reason string) {
 		h.shut(c)
 		return
 	}
+	h.trackClosing(c)
 	h.cleanup(c, code, "peer: "+reason)
 	if code == 1005 || code == 1006 || code == 1015 {
 		code = CloseNormal // reserved codes may not be sent back
@@ -42,9 +61,6 @@ func (h *Hub) peerClosed(c *Conn, code int, reason string) {
 		answer = "bye"
 	}
 	c.queueClose(code, answer, false, true)
-	h.closingMu.Lock()
-	h.closing[c] = time.Now().Add(h.opts.Limits.WriteTimeout).UnixNano()
-	h.closingMu.Unlock()
 }
 
 // transportClosed runs when the socket failed or was shut: whatever the
@@ -92,20 +108,22 @@ func (h *Hub) cleanup(c *Conn, code int, reason string) {
 	}
 	h.counters.closed(code)
 	h.reg.removeConn(c)
-	lastOfUser := h.reg.removeUserConn(c)
 	c.mu.Lock()
-	rooms := append([]string(nil), c.rooms...)
+	rooms := c.rooms
+	c.rooms = nil // addRoom refuses from now on (the state is no longer open)
 	c.mu.Unlock()
 	for _, r := range rooms {
 		h.leftRoom(c, r)
 	}
-	h.interest(userChannelPfx+c.user, -1)
-	if lastOfUser {
+	unlock := h.lockUser(c.user)
+	if h.reg.removeUserConn(c) {
 		if err := h.presence.Disconnect(h.ctx, c.user); err != nil {
 			h.log.Error("presence disconnect failed", "error", err, "user_id", c.user)
 		}
 		h.presenceChanged(UserOffline, c.user, "")
 	}
+	unlock()
+	h.interest(userChannelPfx+c.user, -1)
 	online := h.Count()
 	h.log.Info("connection closed", "conn_id", c.id, "user_id", c.user, "code", code,
 		"reason", reason, "online_count", online, "duration_ms", time.Since(c.connectedAt).Milliseconds())
@@ -121,9 +139,13 @@ func (h *Hub) cleanup(c *Conn, code int, reason string) {
 	}
 }
 
-// leftRoom updates the room index and presence after c left room.
+// leftRoom updates the room index and presence after c left room. The
+// room's lock keeps the registry change, the presence update and the
+// announcement in one order across connections.
 func (h *Hub) leftRoom(c *Conn, room string) {
-	if last, size := h.reg.leaveRoom(c, room); last {
+	unlock := h.lockRoom(room)
+	removed, last, size := h.reg.leaveRoom(c, room)
+	if last {
 		if err := h.presence.Leave(h.ctx, room, c.user); err != nil {
 			h.log.Error("presence leave failed", "error", err, "room", room)
 		}
@@ -131,10 +153,14 @@ func (h *Hub) leftRoom(c *Conn, room string) {
 		if size > h.opts.PresenceBatchSize {
 			h.diffs.add(room, c.user, false)
 		} else {
+			h.diffs.invalidate(room)
 			h.announce(room, protocol.Leave(room, c.user))
 		}
 	}
-	h.interest(roomChannelPfx+room, -1)
+	unlock()
+	if removed {
+		h.interest(roomChannelPfx+room, -1)
+	}
 }
 
 // closeCause carries the close code to send when reading fails in a way

@@ -47,6 +47,14 @@ func (d *presenceDiffs) add(room, user string, joined bool) {
 	add[user] = struct{}{}
 }
 
+// invalidate drops the room's cached snapshot after a change that was
+// announced directly (the room was small enough) and so is in no diff.
+func (d *presenceDiffs) invalidate(room string) {
+	d.mu.Lock()
+	delete(d.snapshots, room)
+	d.mu.Unlock()
+}
+
 // take returns the pending changes and starts a new interval.
 func (d *presenceDiffs) take() map[string]*roomDiff {
 	d.mu.Lock()

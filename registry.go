@@ -67,20 +67,32 @@ func newRegistry(shards int) *registry {
 func (r *registry) shardOf(key string) uint32 { return hashKey(key) % r.n }
 
 // addUserConn registers c under its user unless the user is at max. With
-// evict it then returns the oldest connection for the caller to close.
-// first reports that the user had no connection here before.
+// evict, the user's oldest connection not already being evicted is
+// returned for the caller to close once c is set up; it stays listed (and
+// counted) until its own cleanup. first reports that the user had no
+// connection here before.
 func (r *registry) addUserConn(c *Conn, max int, evict bool) (evicted *Conn, first, ok bool) {
 	s := &r.users[r.shardOf(c.user)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	list := s.users[c.user]
 	first = len(list) == 0
-	if len(list) >= max {
+	live := 0
+	for _, x := range list {
+		if !x.evicting.Load() {
+			live++
+		}
+	}
+	if live >= max {
 		if !evict {
 			return nil, false, false
 		}
-		evicted = list[0]
-		list = append(list[:0], list[1:]...)
+		for _, x := range list {
+			if x.evicting.CompareAndSwap(false, true) {
+				evicted = x
+				break
+			}
+		}
 	}
 	s.users[c.user] = append(list, c)
 	return evicted, first, true
@@ -173,30 +185,31 @@ func (r *registry) joinRoom(c *Conn, name string, echo bool) (firstOfUser bool, 
 	return rm.users[c.user] == 1, len(rm.members), true
 }
 
-// leaveRoom removes c from name and reports whether it was its user's last
-// connection there and how many connections the room had here before.
-func (r *registry) leaveRoom(c *Conn, name string) (lastOfUser bool, size int) {
+// leaveRoom removes c from name. It reports whether c was a member,
+// whether it was its user's last connection there, and how many
+// connections the room had here before.
+func (r *registry) leaveRoom(c *Conn, name string) (removed, lastOfUser bool, size int) {
 	s := &r.rooms[r.shardOf(name)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rm := s.rooms[name]
 	if rm == nil {
-		return false, 0
+		return false, false, 0
 	}
 	if _, in := rm.members[c]; !in {
-		return false, 0
+		return false, false, 0
 	}
 	size = len(rm.members)
 	delete(rm.members, c)
 	rm.users[c.user]--
 	if rm.users[c.user] > 0 {
-		return false, size
+		return true, false, size
 	}
 	delete(rm.users, c.user)
 	if len(rm.members) == 0 {
 		delete(s.rooms, name)
 	}
-	return true, size
+	return true, true, size
 }
 
 // eachMember calls fn for every local member of the room under the shard's

@@ -39,7 +39,9 @@ func (h *Hub) onData(c *Conn, data []byte) (err error) {
 			return false
 		}
 		if c.isClosed() {
-			return false // closing: only the peer's close frame matters now
+			// Closing: only the peer's close frame matters now, but the
+			// frames before it must still be parsed to find it.
+			return true
 		}
 		switch op {
 		case wsframe.OpText:
@@ -54,7 +56,7 @@ func (h *Hub) onData(c *Conn, data []byte) (err error) {
 				c.enqueue(wsframe.AppendFrame(nil, wsframe.OpPong, payload))
 			}
 		}
-		return !c.isClosed()
+		return true // keep parsing: a close frame from the peer may follow
 	})
 	if ferr != nil {
 		c.readFailed = true
@@ -207,20 +209,20 @@ func (h *Hub) handleJoin(c *Conn, req *protocol.Request) {
 		return
 	}
 	echo := req.Echo == nil || *req.Echo
-	already, full := c.addRoom(req.Room, h.opts.Limits.MaxRooms)
-	if full {
+	already, full, closed := c.addRoom(req.Room, h.opts.Limits.MaxRooms)
+	switch {
+	case closed:
+		return
+	case full:
 		h.fail(c, req.ID, protocol.CodeTooManyRooms, fmt.Sprintf("already in %d rooms", h.opts.Limits.MaxRooms))
 		return
-	}
-	if !already {
+	case !already:
 		// Subscribe before announcing so this node hears its own announcement.
 		h.interest(roomChannelPfx+req.Room, +1)
 	}
+	unlock := h.lockRoom(req.Room)
 	first, size, ok := h.reg.joinRoom(c, req.Room, echo)
-	if !ok {
-		return // closed meanwhile; cleanup already dropped the interest via c.rooms
-	}
-	if first {
+	if ok && first {
 		if err := h.presence.Join(h.ctx, req.Room, c.user); err != nil {
 			h.log.Error("presence join failed", "error", err, "room", req.Room)
 		}
@@ -228,8 +230,18 @@ func (h *Hub) handleJoin(c *Conn, req *protocol.Request) {
 		if size > h.opts.PresenceBatchSize {
 			h.diffs.add(req.Room, c.user, true)
 		} else {
+			h.diffs.invalidate(req.Room)
 			h.announceFrom(c.id, req.Room, protocol.Join(req.Room, c.user))
 		}
+	}
+	unlock()
+	if !ok {
+		// Closed meanwhile, before the registry had this membership:
+		// cleanup found nothing to remove, so the interest is undone here.
+		if !already {
+			h.interest(roomChannelPfx+req.Room, -1)
+		}
+		return
 	}
 	if req.ID == "" {
 		return

@@ -38,14 +38,26 @@ type stdTransport struct {
 func (t *stdTransport) scheduleFlush(c *Conn) { go c.flush() }
 
 func (t *stdTransport) write(c *Conn, frames [][]byte) error {
-	if err := t.nc.SetWriteDeadline(time.Now().Add(t.writeTimeout)); err != nil {
-		return fmt.Errorf("set write deadline: %w", err)
-	}
-	bufs := net.Buffers(frames) // writev on TCP: many frames, one system call
-	n, err := bufs.WriteTo(t.nc)
-	c.wrote(int(n))
-	if err != nil {
-		return fmt.Errorf("write: %w", err)
+	// A blocking writev reports nothing until all of it is in the kernel,
+	// while the peer may already have read most of it. Writing at most
+	// coalesceLimit bytes per call keeps the pending count (and so the
+	// queue bound) within one chunk of the truth.
+	for len(frames) > 0 {
+		n, size := 0, 0
+		for n < len(frames) && (n == 0 || size+len(frames[n]) <= coalesceLimit) {
+			size += len(frames[n])
+			n++
+		}
+		if err := t.nc.SetWriteDeadline(time.Now().Add(t.writeTimeout)); err != nil {
+			return fmt.Errorf("set write deadline: %w", err)
+		}
+		bufs := net.Buffers(frames[:n:n]) // writev on TCP: many frames, one system call
+		written, err := bufs.WriteTo(t.nc)
+		c.wrote(int(written))
+		if err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		frames = frames[n:]
 	}
 	return nil
 }
@@ -181,36 +193,40 @@ func (p *writerPool) close() {
 }
 
 // hijack takes the socket from the HTTP server and returns its transport,
-// bytes already read past the request, and a function that makes the
-// connection start reading (called once the hub has registered it).
-func (h *Hub) hijack(w http.ResponseWriter, c *Conn) (transport, []byte, error) {
+// bytes already read past the request, and attach, which makes the hub the
+// reader of the socket (called once the connection is fully set up; until
+// then no frame can be handled, and a well-behaved client sends none before
+// the 101 answer, which is only written after attach).
+func (h *Hub) hijack(w http.ResponseWriter, c *Conn) (t transport, attach func(), leftover []byte, err error) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
-		return nil, nil, errors.New("response writer cannot hijack")
+		return nil, nil, nil, errors.New("response writer cannot hijack")
 	}
 	raw, brw, err := hj.Hijack()
 	if err != nil {
-		return nil, nil, fmt.Errorf("hijack: %w", err)
+		return nil, nil, nil, fmt.Errorf("hijack: %w", err)
 	}
 	if hc, ok := raw.(*nbhttp.Conn); ok {
 		if nc, ok := hc.Conn.(*nbio.Conn); ok {
-			// From now on nbhttp hands this socket's bytes to the session.
-			nc.SetSession(&nbioSession{c: c, nc: hc})
-			hc.Parser = nil
-			// nbhttp armed an HTTP keep-alive read deadline; liveness is
-			// the sweeper's job from here on, with no timer per socket.
-			_ = nc.SetReadDeadline(time.Time{})
-			return &nbioTransport{nc: nc, writers: h.writers}, nil, nil
+			attach := func() {
+				// From now on nbhttp hands this socket's bytes to the session.
+				nc.SetSession(&nbioSession{c: c, nc: hc})
+				hc.Parser = nil
+				// nbhttp armed an HTTP keep-alive read deadline; liveness
+				// is the sweeper's job from here on, with no timer per socket.
+				_ = nc.SetReadDeadline(time.Time{})
+			}
+			return &nbioTransport{nc: nc, writers: h.writers}, attach, nil, nil
 		}
 		raw = hc.Conn
 	}
-	var leftover []byte
 	if brw != nil && brw.Reader.Buffered() > 0 {
 		leftover, _ = brw.Reader.Peek(brw.Reader.Buffered())
 		leftover = append([]byte(nil), leftover...)
 	}
 	_ = raw.SetDeadline(time.Time{})
-	return &stdTransport{nc: raw, writeTimeout: h.opts.Limits.WriteTimeout}, leftover, nil
+	// The handler's goroutine becomes the reader when serveWS reaches readLoop.
+	return &stdTransport{nc: raw, writeTimeout: h.opts.Limits.WriteTimeout}, func() {}, leftover, nil
 }
 
 // readLoop reads a hijacked net/http connection until it fails or closes.
