@@ -273,7 +273,7 @@ func TestReadOnlyRooms(t *testing.T) {
 			t.Fatalf("client publish to %s: got %v, want forbidden", room, e)
 		}
 	}
-	a.join("newsroom") // not matched: exact names are exact
+	a.join("newsroom")                                                          // not matched: exact names are exact
 	a.mustAck(map[string]any{"type": "publish", "room": "newsroom", "data": 1}) // its echo comes before the ack
 	if _, err := s.hub.Publish(context.Background(), "news", json.RawMessage(`"from the server"`)); err != nil {
 		t.Fatal(err)
