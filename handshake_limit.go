@@ -2,6 +2,7 @@ package switchboard
 
 import (
 	"net"
+	"net/netip"
 	"net/http"
 	"sync"
 	"time"
@@ -36,12 +37,24 @@ func newHandshakeLimiter(perSecond float64, burst int) *handshakeLimiter {
 	return l
 }
 
+// maxTrackedPerShard bounds the table (64 shards: about 260,000 addresses)
+// against a spray of source addresses.
+const maxTrackedPerShard = 4096
+
 func (l *handshakeLimiter) allow(ip string, now time.Time) bool {
 	s := &l.shards[hashKey(ip)%shardCount]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.ips[ip]
 	if e == nil {
+		if len(s.ips) >= maxTrackedPerShard {
+			l.pruneShard(s, now)
+			if len(s.ips) >= maxTrackedPerShard {
+				// Full of recent addresses: the spray itself is the attack
+				// and the per-connection limits still hold; do not grow.
+				return true
+			}
+		}
 		e = &ipEntry{lim: rate.NewLimiter(l.rate, l.burst)}
 		s.ips[ip] = e
 	}
@@ -52,26 +65,40 @@ func (l *handshakeLimiter) allow(ip string, now time.Time) bool {
 // prune forgets addresses idle long enough for their bucket to be full
 // again, so the table stays as small as the set of recent clients.
 func (l *handshakeLimiter) prune(now time.Time) {
-	refill := time.Duration(float64(l.burst) / float64(l.rate) * float64(time.Second))
-	cutoff := now.Add(-max(refill, time.Minute)).UnixNano()
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
-		for ip, e := range s.ips {
-			if e.lastSeen < cutoff {
-				delete(s.ips, ip)
-			}
-		}
+		l.pruneShard(s, now)
 		s.mu.Unlock()
 	}
 }
 
-// clientIP is the address the request came from. Forwarding headers are
-// not trusted: anyone can set them.
+func (l *handshakeLimiter) pruneShard(s *ipShard, now time.Time) {
+	refill := time.Duration(float64(l.burst) / float64(l.rate) * float64(time.Second))
+	cutoff := now.Add(-max(refill, time.Minute)).UnixNano()
+	for ip, e := range s.ips {
+		if e.lastSeen < cutoff {
+			delete(s.ips, ip)
+		}
+	}
+}
+
+// clientIP is the address the request came from, as the limiter keys it:
+// IPv4 addresses whole, IPv6 addresses by their /64 (one host usually
+// holds a whole /64). Forwarding headers are not trusted: anyone can set
+// them.
 func clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
 	}
-	return host
+	addr, err := netip.ParseAddr(host)
+	if err != nil || addr.Unmap().Is4() {
+		return host
+	}
+	prefix, err := addr.Prefix(64)
+	if err != nil {
+		return host
+	}
+	return prefix.String()
 }
