@@ -15,6 +15,28 @@ if [ ${#need_apt[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/n
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# The redisbroker and natsbroker tests want Redis at 127.0.0.1:6379 and NATS
+# at 127.0.0.1:4222 (they fall back to a private redis-server / an
+# in-process NATS, and skip Redis only when neither is possible).
+reachable() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  need_brokers=()
+  command -v redis-server >/dev/null || reachable 6379 || need_brokers+=(redis-server)
+  command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || reachable 4222 || need_brokers+=(nats-server)
+  if [ ${#need_brokers[@]} -gt 0 ]; then
+    say "installing ${need_brokers[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_brokers[@]}" >/dev/null || true
+  fi
+fi
+if ! reachable 6379 && command -v redis-server >/dev/null; then
+  say "starting redis-server on 127.0.0.1:6379"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+fi
+if ! reachable 4222 && [ -x /usr/sbin/nats-server ] && command -v start-stop-daemon >/dev/null; then
+  say "starting nats-server on 127.0.0.1:4222"
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /tmp/nats-js
+fi
+
 if [ -f e2e/node/package-lock.json ] && command -v npm >/dev/null; then
   say "npm ci (e2e/node)"
   (cd e2e/node && npm ci --no-audit --no-fund --silent)

@@ -1,0 +1,254 @@
+package natsbroker
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/switchboardhq/switchboard"
+	"github.com/switchboardhq/switchboard/internal/brokertest"
+)
+
+var _ switchboard.Broker = (*Broker)(nil)
+
+// TestClose runs first (not parallel) so that goleak sees only its own
+// goroutines.
+func TestClose(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	b, err := New(Options{URL: natsURL, Prefix: uniquePrefix(), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := b.Publish(ctx, "all", nil); !errors.Is(err, ErrNotStarted) {
+		t.Fatalf("Publish before Start: %v", err)
+	}
+	c := brokertest.NewCollector()
+	if err := b.Start(ctx, c.Deliver); err != nil {
+		t.Fatal(err)
+	}
+	if !b.Ready() {
+		t.Fatal("not ready after Start")
+	}
+	if err := b.Subscribe(ctx, "all"); err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		if err := b.Publish(ctx, "all", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.WaitN(t, "all", 100)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := b.Publish(ctx, "all", []byte("x")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Publish after Close: %v, want ErrClosed", err)
+	}
+	if b.Ready() {
+		t.Fatal("ready after Close")
+	}
+	if st := b.Stats(); st.Published != 100 || st.Delivered != 100 || st.Subscriptions != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	for _, o := range []Options{{}, {URL: natsURL, Prefix: "a..b."}, {URL: natsURL, Prefix: "a.*."}, {URL: natsURL, Prefix: "a b."}, {URL: natsURL, Prefix: ".a"}} {
+		if _, err := New(o); err == nil {
+			t.Errorf("New(%+v) succeeded", o)
+		}
+	}
+}
+
+func TestTokenEncoding(t *testing.T) {
+	cases := map[string]string{
+		"":                  "_",
+		"all":               "all",
+		"room:a.b":          "room_3Aa_2Eb",
+		"user:x@y/z-1_2":    "user_3Ax_40y_2Fz-1_5F2",
+		"room:*>":           "room_3A_2A_3E",
+		"room:\x00 ü":       "room_3A_00_20_C3_BC",
+		"_":                 "_5F",
+		"room:日本":           "room_3A_E6_97_A5_E6_9C_AC",
+		"room:..\t\r\n\x7f": "room_3A_2E_2E_09_0D_0A_7F",
+	}
+	for in, want := range cases {
+		got := EncodeToken(in)
+		if got != want {
+			t.Errorf("EncodeToken(%q) = %q, want %q", in, got, want)
+		}
+		if !validSubject("p." + got) {
+			t.Errorf("token %q is not a valid subject token", got)
+		}
+		if back, ok := DecodeToken(got); !ok || back != in {
+			t.Errorf("DecodeToken(%q) = %q, %v", got, back, ok)
+		}
+	}
+	for _, bad := range []string{"", "a_", "a_4", "a_4g", "a_4a", "a.b", "a*"} {
+		if _, ok := DecodeToken(bad); ok {
+			t.Errorf("DecodeToken(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzToken(f *testing.F) {
+	f.Add("room:a.b")
+	f.Add("\x00_")
+	f.Fuzz(func(t *testing.T, s string) {
+		tok := EncodeToken(s)
+		if !validSubject(tok) {
+			t.Fatalf("invalid token %q", tok)
+		}
+		if back, ok := DecodeToken(tok); !ok || back != s {
+			t.Fatalf("round trip of %q: %q %v", s, back, ok)
+		}
+	})
+}
+
+func TestFanOut(t *testing.T) {
+	t.Parallel()
+	suite(natsURL).FanOut(t, uniquePrefix())
+}
+
+func TestOrder(t *testing.T) {
+	t.Parallel()
+	suite(natsURL).Order(t, uniquePrefix(), 10000)
+}
+
+func TestBinary(t *testing.T) {
+	t.Parallel()
+	suite(natsURL).Binary(t, uniquePrefix())
+}
+
+func TestHubCluster(t *testing.T) {
+	t.Parallel()
+	suite(natsURL).HubCluster(t, uniquePrefix())
+}
+
+// TestOutage shuts the NATS server down under traffic and starts a new one
+// on the same port: nats.go reconnects and re-creates the subscriptions,
+// and payloads flow again without re-creating the brokers.
+func TestOutage(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	srv, err := runServer(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	t.Cleanup(func() { mu.Lock(); srv.Shutdown(); mu.Unlock() })
+	prefix := uniquePrefix()
+	s := suite(srv.ClientURL())
+	a, b := s.Node(t, prefix), s.Node(t, prefix)
+	ab, bb := a.B.(*Broker), b.B.(*Broker)
+	const ch = "room:outage"
+	ctx := context.Background()
+	for _, n := range []brokertest.Node{a, b} {
+		if err := n.B.Subscribe(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var seq atomic.Uint32
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			_ = a.B.Publish(ctx, ch, binary.BigEndian.AppendUint32(nil, seq.Add(1)))
+		}
+	}()
+	defer func() { close(done); wg.Wait() }()
+
+	b.C.WaitN(t, ch, 10)
+	mu.Lock()
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	mu.Unlock()
+	brokertest.Eventually(t, "both brokers not ready", func() bool { return !ab.Ready() && !bb.Ready() })
+	time.Sleep(200 * time.Millisecond)
+	mu.Lock()
+	srv, err = runServer(port)
+	mu.Unlock()
+	if err != nil {
+		t.Fatalf("restart nats-server: %v", err)
+	}
+	brokertest.Eventually(t, "both brokers ready again", func() bool { return ab.Ready() && bb.Ready() })
+	b.C.WaitN(t, ch, len(b.C.On(ch))+20)
+	a.C.WaitN(t, ch, len(a.C.On(ch))+20)
+	for _, n := range []*Broker{ab, bb} {
+		if st := n.Stats(); st.Reconnects < 1 || st.Subscriptions != 1 {
+			t.Fatalf("stats after outage: %+v", st)
+		}
+	}
+	if n := srv.NumSubscriptions(); n < 2 {
+		t.Fatalf("new server has %d subscriptions, want the 2 re-created ones", n)
+	}
+	var last uint32
+	for _, p := range b.C.On(ch) {
+		v := binary.BigEndian.Uint32(p)
+		if v <= last {
+			t.Fatalf("payload %d after %d", v, last)
+		}
+		last = v
+	}
+}
+
+// BenchmarkPublish measures publish throughput of 100-byte payloads from
+// one node to another node that receives all of them.
+func BenchmarkPublish(b *testing.B) {
+	prefix := uniquePrefix()
+	var got, want atomic.Int64
+	all := make(chan struct{})
+	recv := newBroker(b, natsURL, prefix)
+	ctx := context.Background()
+	if err := recv.Start(ctx, func(string, []byte) {
+		if got.Add(1) == want.Load() {
+			close(all)
+		}
+	}); err != nil {
+		b.Fatal(err)
+	}
+	if err := recv.Subscribe(ctx, "room:bench"); err != nil {
+		b.Fatal(err)
+	}
+	pub := newBroker(b, natsURL, prefix)
+	if err := pub.Start(ctx, func(string, []byte) {}); err != nil {
+		b.Fatal(err)
+	}
+	payload := make([]byte, 100)
+	want.Store(int64(b.N))
+	b.SetBytes(int64(len(payload)))
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		if err := pub.Publish(ctx, "room:bench", payload); err != nil {
+			b.Fatal(err)
+		}
+		if i%4096 == 4095 { // pace so the receiver's buffer is not overrun
+			_ = pub.Flush(ctx)
+		}
+	}
+	select {
+	case <-all:
+	case <-time.After(time.Minute):
+		b.Fatalf("received %d of %d (dropped %d)", got.Load(), b.N, recv.Stats().Dropped)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}

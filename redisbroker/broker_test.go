@@ -1,0 +1,258 @@
+package redisbroker
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/switchboardhq/switchboard"
+	"github.com/switchboardhq/switchboard/internal/brokertest"
+)
+
+var _ switchboard.Broker = (*Broker)(nil)
+
+// TestClose runs first (not parallel) so that goleak sees only its own
+// goroutines.
+func TestClose(t *testing.T) {
+	url := needRedis(t)
+	defer goleak.VerifyNone(t)
+	b, err := New(Options{URL: url, Prefix: uniquePrefix(), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := brokertest.NewCollector()
+	if err := b.Start(context.Background(), c.Deliver); err != nil {
+		t.Fatal(err)
+	}
+	if !b.Ready() {
+		t.Fatal("not ready after Start")
+	}
+	ctx := context.Background()
+	if err := b.Subscribe(ctx, "all"); err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		if err := b.Publish(ctx, "all", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.WaitN(t, "all", 100)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := b.Publish(ctx, "all", []byte("x")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Publish after Close: %v, want ErrClosed", err)
+	}
+	if b.Ready() {
+		t.Fatal("ready after Close")
+	}
+	st := b.Stats()
+	if st.Published != 100 || st.Delivered != 100 || st.Subscriptions != 1 || st.PublishErrors != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// A broker that never reached Redis closes cleanly too.
+func TestCloseUnreachable(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(Options{URL: "redis://127.0.0.1:" + itoa(port), Logger: quietLogger(), StartTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(context.Background(), "all", nil); !errors.Is(err, ErrNotStarted) {
+		t.Fatalf("Publish before Start: %v", err)
+	}
+	if err := b.Start(context.Background(), func(string, []byte) {}); err != nil {
+		t.Fatal(err)
+	}
+	if b.Ready() {
+		t.Fatal("ready without a server")
+	}
+	if err := b.Subscribe(context.Background(), "all"); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Publish(context.Background(), "all", []byte("lost"))
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNewRejectsBadURL(t *testing.T) {
+	for _, u := range []string{"", "http://x", "127.0.0.1:6379"} {
+		if _, err := New(Options{URL: u}); err == nil {
+			t.Errorf("New(%q) succeeded", u)
+		}
+	}
+}
+
+func TestFanOut(t *testing.T) {
+	t.Parallel()
+	suite(needRedis(t)).FanOut(t, uniquePrefix())
+}
+
+func TestOrder(t *testing.T) {
+	t.Parallel()
+	suite(needRedis(t)).Order(t, uniquePrefix(), 10000)
+}
+
+func TestBinary(t *testing.T) {
+	t.Parallel()
+	suite(needRedis(t)).Binary(t, uniquePrefix())
+}
+
+func TestHubCluster(t *testing.T) {
+	t.Parallel()
+	suite(needRedis(t)).HubCluster(t, uniquePrefix())
+}
+
+// TestOutage kills the Redis server under traffic and starts it again on
+// the same port: the brokers notice, keep accepting publishes, reconnect,
+// resubscribe and deliver again without being re-created.
+func TestOutage(t *testing.T) {
+	t.Parallel()
+	needRedis(t)
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := startRedisServer(port)
+	if err != nil {
+		t.Skip("skipping: cannot run a private redis-server: " + err.Error())
+	}
+	var mu sync.Mutex
+	stopSrv := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if srv != nil {
+			_ = srv.Process.Kill()
+			_ = srv.Wait()
+			srv = nil
+		}
+	}
+	t.Cleanup(stopSrv)
+	url := "redis://127.0.0.1:" + itoa(port) + "/0"
+	prefix := uniquePrefix()
+	s := suite(url)
+	a, b := s.Node(t, prefix), s.Node(t, prefix)
+	ab, bb := a.B.(*Broker), b.B.(*Broker)
+	ab.opts.MaxBackoff, bb.opts.MaxBackoff = 300*time.Millisecond, 300*time.Millisecond
+	const ch = "room:outage"
+	ctx := context.Background()
+	for _, n := range []brokertest.Node{a, b} {
+		if err := n.B.Subscribe(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var seq atomic.Uint32
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // traffic from node A throughout
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			p := binary.BigEndian.AppendUint32(nil, seq.Add(1))
+			_ = a.B.Publish(ctx, ch, p)
+		}
+	}()
+	defer func() { close(done); wg.Wait() }()
+
+	b.C.WaitN(t, ch, 10)
+	stopSrv()
+	brokertest.Eventually(t, "both brokers not ready", func() bool { return !ab.Ready() && !bb.Ready() })
+	time.Sleep(200 * time.Millisecond) // publishes fail meanwhile; the hub keeps serving
+	if n := ab.Stats().PublishErrors; n == 0 {
+		t.Log("no publish failed during the outage (queue drained before the kill)")
+	}
+	mu.Lock()
+	srv, err = startRedisServer(port)
+	mu.Unlock()
+	if err != nil {
+		t.Fatalf("restart redis-server: %v", err)
+	}
+	brokertest.Eventually(t, "both brokers ready again", func() bool { return ab.Ready() && bb.Ready() })
+	before := len(b.C.On(ch))
+	b.C.WaitN(t, ch, before+20)
+	a.C.WaitN(t, ch, len(a.C.On(ch))+20) // the publishing node hears itself again
+	for _, n := range []*Broker{ab, bb} {
+		if st := n.Stats(); st.Reconnects < 1 || st.Subscriptions != 1 {
+			t.Fatalf("stats after outage: %+v", st)
+		}
+	}
+	if got := numsub(t, url, prefix+ch); got != 2 {
+		t.Fatalf("NUMSUB after reconnection = %d, want 2", got)
+	}
+	// At-most-once, but never reordered.
+	var last uint32
+	for _, p := range b.C.On(ch) {
+		v := binary.BigEndian.Uint32(p)
+		if v <= last {
+			t.Fatalf("payload %d after %d", v, last)
+		}
+		last = v
+	}
+}
+
+// BenchmarkPublish measures publish throughput of 100-byte payloads from
+// one node to another node that receives all of them.
+func BenchmarkPublish(b *testing.B) {
+	url := needRedis(b)
+	prefix := uniquePrefix()
+	var got atomic.Int64
+	all := make(chan struct{})
+	var want atomic.Int64
+	recv := newBroker(b, url, prefix)
+	if err := recv.Start(context.Background(), func(string, []byte) {
+		if got.Add(1) == want.Load() {
+			close(all)
+		}
+	}); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := recv.Subscribe(ctx, "room:bench"); err != nil {
+		b.Fatal(err)
+	}
+	pub := newBroker(b, url, prefix)
+	if err := pub.Start(ctx, func(string, []byte) {}); err != nil {
+		b.Fatal(err)
+	}
+	payload := make([]byte, 100)
+	want.Store(int64(b.N))
+	b.SetBytes(int64(len(payload)))
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		for pub.Publish(ctx, "room:bench", payload) != nil {
+			time.Sleep(50 * time.Microsecond) // queue full
+		}
+	}
+	select {
+	case <-all:
+	case <-time.After(time.Minute):
+		b.Fatalf("received %d of %d", got.Load(), b.N)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
