@@ -2,8 +2,8 @@ package switchboard
 
 import (
 	"net"
-	"net/netip"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
