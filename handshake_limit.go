@@ -14,9 +14,10 @@ import (
 // that a reconnect storm or a flood from one host costs a 429 and nothing
 // more: the check runs before authentication and before any upgrade.
 type handshakeLimiter struct {
-	rate   rate.Limit
-	burst  int
-	shards [shardCount]ipShard
+	rate     rate.Limit
+	burst    int
+	perShard int // most addresses tracked per shard
+	shards   [shardCount]ipShard
 }
 
 type ipShard struct {
@@ -30,7 +31,7 @@ type ipEntry struct {
 }
 
 func newHandshakeLimiter(perSecond float64, burst int) *handshakeLimiter {
-	l := &handshakeLimiter{rate: rate.Limit(perSecond), burst: burst}
+	l := &handshakeLimiter{rate: rate.Limit(perSecond), burst: burst, perShard: maxTrackedPerShard}
 	for i := range l.shards {
 		l.shards[i].ips = make(map[string]*ipEntry)
 	}
@@ -47,9 +48,9 @@ func (l *handshakeLimiter) allow(ip string, now time.Time) bool {
 	defer s.mu.Unlock()
 	e := s.ips[ip]
 	if e == nil {
-		if len(s.ips) >= maxTrackedPerShard {
+		if len(s.ips) >= l.perShard {
 			l.pruneShard(s, now)
-			if len(s.ips) >= maxTrackedPerShard {
+			if len(s.ips) >= l.perShard {
 				// Full of recent addresses: the spray itself is the attack
 				// and the per-connection limits still hold; do not grow.
 				return true

@@ -37,10 +37,9 @@ if ! reachable 4222 && [ -x /usr/sbin/nats-server ] && command -v start-stop-dae
   start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /tmp/nats-js
 fi
 
-if [ -f e2e/node/package-lock.json ] && command -v npm >/dev/null; then
-  say "npm ci (e2e/node)"
-  (cd e2e/node && npm ci --no-audit --no-fund --silent)
-fi
+# Chromium (for the browser tests) and the npm packages in e2e/node.
+say "browser and npm set-up"
+./scripts/browser-setup.sh
 
 say "gofmt and go vet"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './e2e/node/*'))

@@ -1,6 +1,7 @@
 // Package server is the ready-to-run Switchboard server: configuration,
 // authentication, the WebSocket endpoint on nbio's event-driven engine,
-// health checks and the demo page.
+// the backend HTTP API, Prometheus metrics, presence webhooks, health
+// checks and the demo page.
 package server
 
 import (
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,13 +28,21 @@ type Server struct {
 	log *slog.Logger
 	Hub *switchboard.Hub
 	mux *http.ServeMux
+	api http.Handler // /api/*: the backend API, or a 404 saying it is off
 	// keys are the reloadable token verification keys (see ReloadKeys);
 	// nil without --jwt-public-key or --jwks-file.
 	keys *keySet
+	// metrics is the node's Prometheus registry, served at /metrics.
+	metrics *metrics
+	// hooks delivers presence webhooks; nil without --webhook-url.
+	hooks *webhooks
+	// broker carries messages between nodes (in memory for one node).
+	broker switchboard.Broker
 
-	mu    sync.Mutex
-	addr  net.Addr
-	ready bool
+	mu        sync.Mutex
+	addr      net.Addr
+	pprofAddr net.Addr
+	ready     bool
 }
 
 // New builds a node from a validated configuration.
@@ -41,10 +51,24 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Broker != config.BrokerMemory {
-		return nil, fmt.Errorf("--broker=%s is not available in this build yet; use --broker=memory", cfg.Broker)
+	broker, err := newBroker(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	m := newMetrics(cfg.NodeID)
+	var hooks *webhooks
+	var onPresence func(switchboard.PresenceEvent)
+	if cfg.WebhookURL != "" {
+		hooks = newWebhooks(webhookOptions{
+			URL: cfg.WebhookURL, Secret: cfg.WebhookSecret, Node: cfg.NodeID, MaxAge: cfg.WebhookMaxAge,
+			RoomEvents: cfg.WebhookRoomEvents, Log: log, Count: m.webhook,
+		})
+		onPresence = hooks.Enqueue
 	}
 	hub, err := switchboard.New(switchboard.Options{
+		Broker:         broker,
+		Observer:       m,
+		OnPresence:     onPresence,
 		Authenticate:   auth,
 		AllowedOrigins: cfg.AllowedOrigins,
 		PingInterval:   cfg.PingInterval,
@@ -68,26 +92,49 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		ReadOnlyRooms: cfg.ReadOnlyRooms,
 	})
 	if err != nil {
+		if hooks != nil {
+			hooks.Close(context.Background())
+		}
+		_ = broker.Close()
 		return nil, fmt.Errorf("start hub: %w", err)
 	}
-	s := &Server{cfg: cfg, log: log, Hub: hub, mux: http.NewServeMux(), keys: keys}
+	m.attachHub(hub)
+	s := &Server{cfg: cfg, log: log, Hub: hub, mux: http.NewServeMux(), keys: keys, metrics: m, hooks: hooks, broker: broker}
 	s.mux.Handle("GET /ws", hub.Handler())
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
 	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.HandleFunc("GET /stats", s.publicStats)
+	s.mux.Handle("GET /metrics", m.handler())
+	s.api = http.HandlerFunc(apiOff)
+	if len(cfg.APIKeys) > 0 {
+		s.api = newAPI(hub, cfg.APIKeys, log, m)
+	}
 	s.mux.Handle("GET /", web.Handler())
 	return s, nil
 }
 
 // Handler is everything the node serves over HTTP.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.route) }
+
+// route sends /api/* to the API, which answers every method itself (JSON
+// 404 and 405), and the rest to the mux, whose "GET /" (the demo page)
+// cannot share a pattern set with a method-less "/api/".
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/api/") {
+		s.api.ServeHTTP(w, r)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	s.mu.Lock()
 	ready := s.ready
 	s.mu.Unlock()
+	ready = ready && brokerReady(s.broker)
 	w.Header().Set("Content-Type", "application/json")
 	if !ready {
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -95,6 +142,32 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	_, _ = w.Write([]byte(`{"status":"ready"}` + "\n"))
+}
+
+// publicStats serves this node's counts (numbers only, never names) for
+// the demo page and simple dashboards, without an API key.
+func (s *Server) publicStats(w http.ResponseWriter, _ *http.Request) {
+	st := s.Hub.Stats()
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = fmt.Fprintf(w, `{"connections":%d,"users":%d,"rooms":%d}`+"\n", st.Connections, st.Users, st.Rooms)
+}
+
+// Close stops a node that was built with New but never Run: the hub at
+// once, and the webhooks after what is queued, within ctx.
+func (s *Server) Close(ctx context.Context) error {
+	err := s.Hub.Close()
+	if s.hooks != nil {
+		s.hooks.Close(ctx)
+	}
+	return err
+}
+
+// PprofAddr is the bound --pprof address once Run has started it, else nil.
+func (s *Server) PprofAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pprofAddr
 }
 
 // Addr is the bound listen address, once Run has started listening.
@@ -113,10 +186,22 @@ func (s *Server) Run(ctx context.Context, started func(net.Addr)) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another server using the port? try --addr=127.0.0.1:0)", s.cfg.Addr, err)
 	}
+	stopPprof := func() error { return nil }
+	if s.cfg.PprofAddr != "" {
+		paddr, stop, err := startPprof(s.cfg.PprofAddr, s.log)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		stopPprof = stop
+		s.mu.Lock()
+		s.pprofAddr = paddr
+		s.mu.Unlock()
+	}
 	stop, err := s.serve(ln)
 	if err != nil {
 		_ = ln.Close()
-		return err
+		return errors.Join(err, stopPprof())
 	}
 	s.mu.Lock()
 	s.addr, s.ready = ln.Addr(), true
@@ -136,20 +221,24 @@ func (s *Server) Run(ctx context.Context, started func(net.Addr)) error {
 	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	herr := s.Hub.Shutdown(dctx)
+	if s.hooks != nil { // after the hub: its last user.offline events are queued by now
+		s.hooks.Close(dctx)
+	}
 	serr := stop(dctx)
+	perr := stopPprof()
 	if errors.Is(herr, context.DeadlineExceeded) {
 		s.log.Warn("shutdown timeout reached; remaining connections were cut")
 		herr = nil
 	}
 	s.log.Info("stopped")
-	return errors.Join(herr, serr)
+	return errors.Join(herr, serr, perr)
 }
 
 // serve starts the HTTP side on ln: nbio's engine for plain TCP (no
 // goroutine per idle connection), net/http for TLS.
 func (s *Server) serve(ln net.Listener) (func(context.Context) error, error) {
 	if s.cfg.TLSCert != "" {
-		srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: s.cfg.HandshakeTimeout, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+		srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: s.cfg.HandshakeTimeout, IdleTimeout: s.cfg.HandshakeTimeout, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 		go func() {
 			if err := srv.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.log.Error("TLS server stopped", "error", err)
@@ -162,7 +251,7 @@ func (s *Server) serve(ln net.Listener) (func(context.Context) error, error) {
 		Network: "tcp",
 		Addrs:   []string{ln.Addr().String()},
 		Listen:  func(string, string) (net.Listener, error) { return ln, nil },
-		Handler: s.mux,
+		Handler: s.Handler(),
 		MaxLoad: s.cfg.MaxConns + 1024, // the hub answers 503 itself; leave room for those answers
 		// A connection must complete its HTTP request within this; after the
 		// upgrade the hub clears the deadline and liveness takes over.

@@ -49,6 +49,14 @@ type Config struct {
 
 	LogLevel, LogFormat string
 	ConfigFile          string
+
+	// PprofAddr serves net/http/pprof on a separate loopback listener.
+	PprofAddr string
+
+	WebhookURL        string
+	WebhookSecret     string
+	WebhookMaxAge     time.Duration
+	WebhookRoomEvents bool
 }
 
 // FlagInfo describes one flag for documentation: its name (without dashes),
@@ -79,6 +87,7 @@ const (
 	kDuration      // Go duration string
 	kRepeat        // list: repeatable flag, comma-separated in env and YAML scalars
 	kCSV           // list: comma-separated everywhere, flag repeatable too
+	kBool          // true/false (strconv.ParseBool); a bare flag means true
 )
 
 func (k kind) placeholder() string {
@@ -91,6 +100,8 @@ func (k kind) placeholder() string {
 		return "duration"
 	case kRepeat, kCSV:
 		return "list"
+	case kBool:
+		return "bool"
 	}
 	return "string"
 }
@@ -192,6 +203,16 @@ var specs = []spec{
 		field: func(c *Config) any { return &c.PresenceTTL }},
 	{name: "node-id", show: "host name + random suffix", usage: "this node's name in the cluster",
 		field: func(c *Config) any { return &c.NodeID }},
+	{name: "pprof", show: "off", usage: "serve net/http/pprof at /debug/pprof/ on this separate address, which must be loopback (e.g. 127.0.0.1:6060)",
+		field: func(c *Config) any { return &c.PprofAddr }},
+	{name: "webhook-url", show: "none (webhooks off)", usage: "URL that receives presence events (user.online, user.offline, room.join, room.leave) as signed POSTs",
+		field: func(c *Config) any { return &c.WebhookURL }},
+	{name: "webhook-secret", secret: true, usage: "HMAC-SHA256 key signing webhook requests (X-Switchboard-Signature); required with --webhook-url",
+		field: func(c *Config) any { return &c.WebhookSecret }},
+	{name: "webhook-max-age", kind: kDuration, def: "5m", usage: "how long a webhook event is retried before it is dropped",
+		field: func(c *Config) any { return &c.WebhookMaxAge }},
+	{name: "webhook-room-events", kind: kBool, def: "false", usage: "also send room.join and room.leave events (true or false)",
+		field: func(c *Config) any { return &c.WebhookRoomEvents }},
 	{name: "log-level", def: "info", usage: `log level: "debug", "info", "warn" or "error"`,
 		field: func(c *Config) any { return &c.LogLevel }},
 	{name: "log-format", def: "json", usage: `log format: "json" or "text"`,

@@ -56,6 +56,11 @@ func TestDefaults(t *testing.T) {
 		{"log-level", c.LogLevel, "info"},
 		{"log-format", c.LogFormat, "json"},
 		{"config", c.ConfigFile, ""},
+		{"pprof", c.PprofAddr, ""},
+		{"webhook-url", c.WebhookURL, ""},
+		{"webhook-secret", c.WebhookSecret, ""},
+		{"webhook-max-age", c.WebhookMaxAge, 5 * time.Minute},
+		{"webhook-room-events", c.WebhookRoomEvents, false},
 	}
 	covered := map[string]bool{"node-id": true}
 	for _, tt := range tests {
@@ -81,8 +86,8 @@ func TestDefaults(t *testing.T) {
 
 func TestFlagsTable(t *testing.T) {
 	fs := Flags()
-	if len(fs) != 37 {
-		t.Errorf("Flags() has %d entries, want 37", len(fs))
+	if len(fs) != 42 {
+		t.Errorf("Flags() has %d entries, want 42", len(fs))
 	}
 	seen := map[string]bool{}
 	for _, f := range fs {

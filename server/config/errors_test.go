@@ -103,6 +103,7 @@ func valid() Config {
 		Broker: "memory", RedisURL: "redis://127.0.0.1:6379/0", NATSURL: "nats://127.0.0.1:4222",
 		PresenceTTL: 30 * time.Second, NodeID: "n1", LogLevel: "info", LogFormat: "json",
 		HandshakeRate: 20, HandshakeBurst: 50, HandshakeTimeout: 10 * time.Second,
+		WebhookMaxAge: 5 * time.Minute,
 	}
 }
 
@@ -165,6 +166,17 @@ func TestValidate(t *testing.T) {
 		{"read-only-rooms", func(c *Config) { c.ReadOnlyRooms = []string{"a", " "} }, "--read-only-rooms must not contain empty entries"},
 		{"log-level", func(c *Config) { c.LogLevel = "trace" }, `--log-level must be "debug", "info", "warn" or "error", got "trace"`},
 		{"log-format", func(c *Config) { c.LogFormat = "xml" }, `--log-format must be "json" or "text", got "xml"`},
+		{"pprof loopback", func(c *Config) { c.PprofAddr = "127.0.0.1:6060" }, ""},
+		{"pprof ipv6 loopback", func(c *Config) { c.PprofAddr = "[::1]:6060" }, ""},
+		{"pprof localhost", func(c *Config) { c.PprofAddr = "localhost:0" }, ""},
+		{"pprof all interfaces", func(c *Config) { c.PprofAddr = ":6060" }, "--pprof refuses :6060: profiles expose memory contents, so the address must be loopback"},
+		{"pprof public", func(c *Config) { c.PprofAddr = "0.0.0.0:6060" }, "--pprof refuses 0.0.0.0:6060"},
+		{"pprof not host:port", func(c *Config) { c.PprofAddr = "6060" }, `--pprof must be host:port on a loopback address (e.g. 127.0.0.1:6060), got "6060"`},
+		{"webhook", func(c *Config) { c.WebhookURL = "https://a.example/h"; c.WebhookSecret = "s" }, ""},
+		{"webhook without secret", func(c *Config) { c.WebhookURL = "https://a.example/h" }, "--webhook-url needs --webhook-secret"},
+		{"webhook bad url", func(c *Config) { c.WebhookURL = "ftp://a.example/h"; c.WebhookSecret = "s" }, "--webhook-url must be an http:// or https:// URL"},
+		{"webhook no host", func(c *Config) { c.WebhookURL = "http:///h"; c.WebhookSecret = "s" }, "--webhook-url must be an http:// or https:// URL"},
+		{"webhook max age", func(c *Config) { c.WebhookMaxAge = 0 }, "--webhook-max-age must be a positive duration (e.g. 5m), got 0s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

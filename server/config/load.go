@@ -121,13 +121,23 @@ func (v *collector) Set(s string) error {
 	return nil
 }
 
+// boolCollector lets a bool flag stand alone (--webhook-room-events means
+// --webhook-room-events=true).
+type boolCollector struct{ *collector }
+
+func (boolCollector) IsBoolFlag() bool { return true }
+
 func parseFlags(args []string) (map[string][]string, error) {
 	seen := map[string][]string{}
 	fs := flag.NewFlagSet("switchboard serve", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // Load reports errors and writes usage itself
 	fs.Usage = func() {}
 	for _, s := range specs {
-		fs.Var(&collector{name: s.name, seen: seen}, s.name, s.usage)
+		var v flag.Value = &collector{name: s.name, seen: seen}
+		if s.kind == kBool {
+			v = boolCollector{v.(*collector)}
+		}
+		fs.Var(v, s.name, s.usage)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -245,6 +255,12 @@ func (s spec) set(c *Config, vals []string, where string) error {
 			return fmt.Errorf("%s: invalid number %q", where, vals[0])
 		}
 		*p = f
+	case *bool:
+		b, err := strconv.ParseBool(strings.TrimSpace(vals[0]))
+		if err != nil {
+			return fmt.Errorf("%s: invalid boolean %q (use true or false)", where, vals[0])
+		}
+		*p = b
 	case *time.Duration:
 		d, err := time.ParseDuration(strings.TrimSpace(vals[0]))
 		if err != nil {

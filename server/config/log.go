@@ -32,6 +32,8 @@ func (c Config) LogValue() slog.Value {
 			a = slog.Int(s.name, *p)
 		case *float64:
 			a = slog.Float64(s.name, *p)
+		case *bool:
+			a = slog.Bool(s.name, *p)
 		case *time.Duration:
 			a = slog.String(s.name, p.String()) // "25s", not nanoseconds
 		}
@@ -46,7 +48,7 @@ func logString(s spec, v string) string {
 		return ""
 	case s.secret:
 		return redacted
-	case s.name == "redis-url" || s.name == "nats-url":
+	case s.name == "redis-url" || s.name == "nats-url" || s.name == "webhook-url":
 		return redactURLs(v)
 	case strings.Contains(v, "-----BEGIN"):
 		return fmt.Sprintf("(inline PEM, %d bytes)", len(v))

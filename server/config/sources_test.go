@@ -69,6 +69,12 @@ func sourceCases() []sourceCase {
 		sc("node-id", "edge-1", func(c *Config) any { return c.NodeID }, "edge-1"),
 		sc("log-level", "debug", func(c *Config) any { return c.LogLevel }, "debug"),
 		sc("log-format", "text", func(c *Config) any { return c.LogFormat }, "text"),
+		sc("pprof", "127.0.0.1:6060", func(c *Config) any { return c.PprofAddr }, "127.0.0.1:6060"),
+		sc("webhook-url", "https://app.example/hooks", func(c *Config) any { return c.WebhookURL },
+			"https://app.example/hooks", "--webhook-secret=s"),
+		sc("webhook-secret", "whsec", func(c *Config) any { return c.WebhookSecret }, "whsec"),
+		sc("webhook-max-age", "90s", func(c *Config) any { return c.WebhookMaxAge }, 90*time.Second),
+		sc("webhook-room-events", "true", func(c *Config) any { return c.WebhookRoomEvents }, true),
 	}
 }
 

@@ -135,6 +135,16 @@ func (c *Config) Validate() error {
 	default:
 		bad("--broker must be %q, %q or %q, got %q", BrokerMemory, BrokerRedis, BrokerNATS, c.Broker)
 	}
+	if c.PprofAddr != "" {
+		h, _, err := net.SplitHostPort(c.PprofAddr)
+		switch {
+		case err != nil:
+			bad("--pprof must be host:port on a loopback address (e.g. 127.0.0.1:6060), got %q", c.PprofAddr)
+		case !isLoopback(h):
+			bad("--pprof refuses %s: profiles expose memory contents, so the address must be loopback (127.0.0.1, ::1 or localhost); reach it through SSH or kubectl port-forward", c.PprofAddr)
+		}
+	}
+	c.validateWebhook(bad)
 	if strings.TrimSpace(c.NodeID) == "" {
 		bad("--node-id must not be empty")
 	}
@@ -149,6 +159,23 @@ func (c *Config) Validate() error {
 		bad(`--log-format must be "json" or "text", got %q`, c.LogFormat)
 	}
 	return errors.Join(errs...)
+}
+
+// validateWebhook checks the --webhook-* settings. The URL is never
+// repeated in messages: it may embed credentials.
+func (c *Config) validateWebhook(bad func(string, ...any)) {
+	if c.WebhookMaxAge <= 0 {
+		bad("--webhook-max-age must be a positive duration (e.g. 5m), got %s", c.WebhookMaxAge)
+	}
+	if c.WebhookURL == "" {
+		return
+	}
+	if u, err := url.Parse(c.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("--webhook-url must be an http:// or https:// URL (e.g. https://app.example.com/hooks/switchboard)")
+	}
+	if c.WebhookSecret == "" {
+		bad("--webhook-url needs --webhook-secret to sign the requests (pass it as SWITCHBOARD_WEBHOOK_SECRET)")
+	}
 }
 
 // defaultAuth is "none" when addr's host is a loopback address, else "jwt".

@@ -1,77 +1,404 @@
-// Switchboard browser client: one WebSocket, automatic pong, requests with ids
-// answered by promises, and reconnection with backoff.
+// Switchboard JavaScript client: an ES module with no build step that runs in
+// browsers and in Node.js (20+, with a WebSocket implementation such as the npm
+// package `ws` passed as the `WebSocket` option).
+//
+//   import { Switchboard } from './switchboard.js';
+//   const sb = new Switchboard('ws://127.0.0.1:8080/ws', { user: 'alice' });
+//   sb.on('message', (m) => console.log(m.from, m.data));
+//   sb.on('presence', ({ room, users }) => console.log(room, users));
+//   const users = await sb.join('lobby');
+//   await sb.publish('lobby', { text: 'hi' });
+//
+// What it does for you (see docs/protocol.md):
+// - answers every server {"type":"ping"} with {"type":"pong"};
+// - sends its own {"type":"ping"} every ping_interval and treats the server as
+//   gone when nothing at all arrived for ping_interval + pong_timeout;
+// - reconnects with exponential backoff and full jitter (0.5 s doubling up to
+//   15 s; reset once a connection stayed open 10 s), except after close codes
+//   4002 (replaced), 4003 (kicked), 1002/1003/1007 (client bugs) or close();
+// - rejoins its rooms after every reconnect;
+// - keeps one user set per joined room from the join ack, join, leave and
+//   presence_diff frames, and emits `presence` with the sorted list after
+//   every change.
+//
+// Events (on(type, fn) / off(type, fn); fn receives one detail object):
+//   open     the welcome frame {conn, user, ping_interval, pong_timeout, ...}
+//   message  a message frame {room | to | broadcast, from, data, id, ts}
+//   join     {room, user}: a user entered a joined room
+//   leave    {room, user}: a user left a joined room
+//   presence {room, users}: the full sorted user list of a joined room
+//   error    an error frame that answers no pending request
+//   close    {code, reason}: a connection ended (also before reconnecting)
+//   state    {state, delay?}: 'connecting' | 'open' | 'reconnecting' (delay
+//            in ms until the next attempt) | 'closed' (no more attempts)
+
+const DEFAULTS = {
+  requestTimeout: 10000, // ms before a request without answer rejects
+  connectTimeout: 10000, // ms for the handshake up to welcome
+  backoffBase: 500,
+  backoffCap: 15000,
+  stableAfter: 10000, // ms a connection must stay open to reset the backoff
+  noReconnectCodes: [1002, 1003, 1007, 4002, 4003],
+  protocols: ['switchboard.v1'],
+};
+
+const OPEN = 1; // WebSocket.OPEN, the same in browsers and in ws
+
+/** Error for a failed request; `code` is the server's error code or one of
+ *  'timeout', 'disconnected', 'closed'. */
+export class SwitchboardError extends Error {
+  constructor(code, message) {
+    super(message || code);
+    this.name = 'SwitchboardError';
+    this.code = code;
+  }
+}
+
 export class Switchboard {
-  constructor(url, { onMessage, onEvent, onState } = {}) {
-    this.url = url;
-    this.onMessage = onMessage || (() => {});
-    this.onEvent = onEvent || (() => {});
-    this.onState = onState || (() => {});
+  /**
+   * @param {string} url  the /ws endpoint, e.g. ws://127.0.0.1:8080/ws; in a
+   *   browser it may be omitted to use the page's own host.
+   * @param {object} [options]
+   * @param {string} [options.token]  JWT, sent as the query parameter `token`
+   * @param {string} [options.user]   development mode identity (`?user=`)
+   * @param {Function} [options.WebSocket]  implementation; default globalThis.WebSocket
+   * @param {boolean} [options.autoConnect=true]  connect right away
+   */
+  constructor(url, options = {}) {
+    if (url && typeof url === 'object') { options = url; url = undefined; }
+    this.options = { ...DEFAULTS, ...options };
+    this.url = url || defaultURL();
+    this.WebSocket = this.options.WebSocket || globalThis.WebSocket;
+    if (typeof this.WebSocket !== 'function') {
+      throw new TypeError('switchboard: no WebSocket implementation; pass one as the WebSocket option (e.g. from the npm package ws)');
+    }
+    this.state = 'closed';
+    this.welcome = null;
+    this.ws = null;
+    this.rooms = new Map(); // room -> {echo, since, epoch}: rejoined after reconnect
+    this.users = new Map(); // room -> Set of user ids
+    this.listeners = new Map();
+    this.pending = new Map(); // id -> request
+    this.outbox = []; // requests made while not open, sent after the next welcome
     this.nextId = 1;
-    this.waiting = new Map();
-    this.rooms = new Set();
-    this.closedByUser = false;
-    this.backoff = 500;
-    this.connect();
-  }
-
-  connect() {
-    this.onState('connecting');
-    const ws = new WebSocket(this.url, ['switchboard.v1']);
-    this.ws = ws;
-    ws.onmessage = (ev) => this.receive(JSON.parse(ev.data));
-    ws.onclose = (ev) => {
-      for (const [, w] of this.waiting) w.reject(new Error('connection closed'));
-      this.waiting.clear();
-      this.onState('closed', ev.code, ev.reason);
-      if (!this.closedByUser && ev.code !== 4002 && ev.code !== 4003) {
-        setTimeout(() => this.connect(), this.backoff);
-        this.backoff = Math.min(this.backoff * 2, 10000);
-      }
-    };
-  }
-
-  receive(frame) {
-    switch (frame.type) {
-      case 'welcome':
-        this.backoff = 500;
-        this.welcome = frame;
-        this.onState('open', frame);
-        for (const room of this.rooms) this.request({ type: 'join', room }).catch(() => {});
-        return;
-      case 'ping':
-        this.ws.send('{"type":"pong"}');
-        return;
-      case 'ack':
-      case 'error': {
-        const w = frame.ref && this.waiting.get(frame.ref);
-        if (w) {
-          this.waiting.delete(frame.ref);
-          frame.type === 'ack' ? w.resolve(frame) : w.reject(Object.assign(new Error(frame.message), { code: frame.code }));
-          return;
-        }
-        this.onEvent(frame);
-        return;
-      }
-      case 'message':
-        this.onMessage(frame);
-        return;
-      default:
-        this.onEvent(frame);
+    this.attempt = 0;
+    this.stopped = true;
+    this.timers = {};
+    // Connect on the next microtask, so that listeners added right after the
+    // constructor see the first 'connecting' state.
+    if (this.options.autoConnect !== false) {
+      this.stopped = false;
+      queueMicrotask(() => { if (!this.stopped && !this.ws) this.connect(); });
     }
   }
 
-  request(frame) {
-    const id = String(this.nextId++);
+  // ---- events ----
+
+  on(type, fn) {
+    if (!this.listeners.has(type)) this.listeners.set(type, new Set());
+    this.listeners.get(type).add(fn);
+    return () => this.off(type, fn);
+  }
+
+  off(type, fn) {
+    this.listeners.get(type)?.delete(fn);
+  }
+
+  once(type, fn) {
+    const off = this.on(type, (d) => { off(); fn(d); });
+    return off;
+  }
+
+  emit(type, detail) {
+    for (const fn of [...(this.listeners.get(type) || [])]) {
+      try { fn(detail); } catch (err) { setTimeout(() => { throw err; }); }
+    }
+  }
+
+  setState(state, extra = {}) {
+    this.state = state;
+    this.emit('state', { state, ...extra });
+  }
+
+  // ---- connection ----
+
+  /** Starts connecting (again, after close()). */
+  connect() {
+    this.stopped = false;
+    clearTimeout(this.timers.retry);
+    if (this.ws) return;
+    this.open();
+  }
+
+  open() {
+    const u = new URL(this.url);
+    if (this.options.token) u.searchParams.set('token', this.options.token);
+    else if (this.options.user) u.searchParams.set('user', this.options.user);
+    this.setState('connecting');
+    let ws;
+    try {
+      ws = new this.WebSocket(u.toString(), this.options.protocols);
+    } catch (err) {
+      this.dropped(1006, String(err && err.message || err));
+      return;
+    }
+    this.ws = ws;
+    this.welcome = null;
+    this.timers.connect = setTimeout(() => this.abandon(ws, 'connect_timeout'), this.options.connectTimeout);
+    ws.onmessage = (ev) => this.receive(ws, ev.data);
+    ws.onclose = (ev) => { if (ws === this.ws) this.dropped(ev.code, ev.reason); };
+    ws.onerror = () => {}; // a close event follows
+  }
+
+  /** Gives up on a connection that went silent: stop listening to it and
+   *  treat it as closed right away (a close handshake with a dead peer would
+   *  take long). */
+  abandon(ws, reason) {
+    if (ws !== this.ws) return;
+    ws.onmessage = ws.onclose = null;
+    try {
+      if (typeof ws.terminate === 'function') ws.terminate();
+      else ws.close(1000);
+    } catch { /* already closing */ }
+    this.dropped(1006, reason);
+  }
+
+  dropped(code, reason) {
+    this.ws = null;
+    this.welcome = null;
+    for (const k of ['connect', 'ping', 'watchdog', 'stable']) {
+      clearTimeout(this.timers[k]);
+      clearInterval(this.timers[k]);
+    }
+    this.failPending(new SwitchboardError('disconnected', `connection closed (${code}${reason ? ' ' + reason : ''})`));
+    // The user sets stay as they were until the rejoin acks replace them, so
+    // a reconnect announces only real changes.
+    this.emit('close', { code, reason: reason || '' });
+    if (this.stopped || this.options.noReconnectCodes.includes(code)) {
+      this.stopped = true;
+      this.failOutbox(new SwitchboardError('closed', `connection closed (${code}${reason ? ' ' + reason : ''}), not reconnecting`));
+      this.setState('closed', { code, reason: reason || '' });
+      return;
+    }
+    const ceiling = Math.min(this.options.backoffCap, this.options.backoffBase * 2 ** this.attempt);
+    const delay = Math.round(Math.random() * ceiling); // full jitter
+    this.attempt++;
+    this.timers.retry = setTimeout(() => { if (!this.stopped) this.open(); }, delay);
+    this.setState('reconnecting', { delay, code, reason: reason || '' });
+  }
+
+  /** Closes for good: no reconnect; pending and queued requests reject. */
+  close() {
+    this.stopped = true;
+    clearTimeout(this.timers.retry);
+    const ws = this.ws;
+    if (ws) {
+      ws.onmessage = ws.onclose = null;
+      try { ws.close(1000, 'bye'); } catch { /* not open yet */ }
+      this.dropped(1000, 'bye');
+    } else if (this.state !== 'closed') {
+      this.failOutbox(new SwitchboardError('closed', 'client closed'));
+      this.setState('closed', { code: 1000, reason: 'bye' });
+    }
+  }
+
+  // ---- incoming frames ----
+
+  receive(ws, raw) {
+    if (ws !== this.ws) return;
+    this.lastFrame = Date.now();
+    let f;
+    try { f = JSON.parse(typeof raw === 'string' ? raw : String(raw)); } catch { return; }
+    if (!f || typeof f !== 'object') return;
+    switch (f.type) {
+      case 'welcome': return this.onWelcome(f);
+      case 'ping': return this.sendRaw('{"type":"pong"}');
+      case 'pong': return;
+      case 'ack': return this.onAnswer(f, true);
+      case 'error': return this.onAnswer(f, false);
+      case 'message': {
+        const r = f.room && this.rooms.get(f.room);
+        if (r && typeof f.offset === 'number') r.since = f.offset;
+        return this.emit('message', f);
+      }
+      case 'join': return this.applyPresence(f.room, [f.user], []);
+      case 'leave': return this.applyPresence(f.room, [], [f.user]);
+      case 'presence_diff': return this.applyPresence(f.room, f.joins || [], f.leaves || []);
+      case 'presence': {
+        for (const p of this.pending.values()) {
+          if (p.kind === 'presence' && p.room === f.room && !p.users) { p.users = f.users || []; break; }
+        }
+        if (this.users.has(f.room)) this.resetPresence(f.room, f.users || []);
+        return;
+      }
+      default: // unknown frame types are ignored, as the protocol asks
+    }
+  }
+
+  onWelcome(f) {
+    clearTimeout(this.timers.connect);
+    this.welcome = f;
+    const interval = Math.max(0.1, Number(f.ping_interval) || 25) * 1000;
+    const bound = interval + Math.max(0, Number(f.pong_timeout) || 10) * 1000;
+    this.timers.ping = setInterval(() => this.sendRaw('{"type":"ping"}'), interval);
+    const watch = () => {
+      const silent = Date.now() - this.lastFrame;
+      if (silent >= bound) this.abandon(this.ws, 'ping_timeout');
+      else this.timers.watchdog = setTimeout(watch, bound - silent);
+    };
+    this.timers.watchdog = setTimeout(watch, bound);
+    this.timers.stable = setTimeout(() => { this.attempt = 0; }, this.options.stableAfter);
+    this.setState('open');
+    this.emit('open', f);
+    for (const [room, r] of this.rooms) {
+      const frame = { type: 'join', room };
+      if (r.echo === false) frame.echo = false;
+      if (typeof r.since === 'number') { frame.since = r.since; if (r.epoch != null) frame.epoch = r.epoch; }
+      this.request(frame, { kind: 'join', room, rejoin: true }).catch((err) => {
+        if (err.code === 'forbidden' || err.code === 'bad_request') {
+          this.rooms.delete(room);
+          this.users.delete(room);
+        }
+        this.emit('error', { type: 'error', code: err.code, message: `rejoin ${room}: ${err.message}`, room });
+      });
+    }
+    const queued = this.outbox;
+    this.outbox = [];
+    for (const p of queued) this.transmit(p);
+  }
+
+  onAnswer(f, ok) {
+    const p = f.ref != null ? this.pending.get(f.ref) : undefined;
+    if (!p) {
+      if (!ok) this.emit('error', f);
+      return;
+    }
+    this.pending.delete(f.ref);
+    clearTimeout(p.timer);
+    if (!ok) {
+      p.reject(new SwitchboardError(f.code || 'internal', f.message));
+      return;
+    }
+    if (p.kind === 'join') {
+      const r = { echo: p.frame.echo, since: p.frame.since, epoch: p.frame.epoch };
+      if (typeof f.offset === 'number') r.since = f.offset;
+      if (f.epoch != null) r.epoch = f.epoch;
+      if (p.rejoin && !this.rooms.has(p.room)) { p.resolve([]); return; } // left meanwhile
+      this.rooms.set(p.room, r);
+      this.resetPresence(p.room, f.users || []);
+      for (const m of f.messages || []) this.emit('message', { ...m, recovered: true });
+      p.resolve([...this.users.get(p.room) || []].sort());
+    } else if (p.kind === 'presence') {
+      p.resolve(p.users || []);
+    } else {
+      p.resolve(f);
+    }
+  }
+
+  resetPresence(room, users) {
+    const now = new Set(users);
+    const before = this.users.get(room);
+    this.users.set(room, now);
+    if (before) { // a rejoin or a presence answer: announce what changed meanwhile
+      for (const u of now) if (!before.has(u)) this.emit('join', { room, user: u });
+      for (const u of before) if (!now.has(u)) this.emit('leave', { room, user: u });
+    }
+    this.emit('presence', { room, users: [...now].sort() });
+  }
+
+  applyPresence(room, joins, leaves) {
+    const set = this.users.get(room);
+    if (!set) return;
+    let changed = false;
+    for (const u of leaves) if (set.delete(u)) { changed = true; this.emit('leave', { room, user: u }); }
+    for (const u of joins) if (!set.has(u)) { set.add(u); changed = true; this.emit('join', { room, user: u }); }
+    if (changed) this.emit('presence', { room, users: [...set].sort() });
+  }
+
+  // ---- requests ----
+
+  sendRaw(text) {
+    const ws = this.ws;
+    if (ws && ws.readyState === OPEN) {
+      try { ws.send(text); return true; } catch { /* closing */ }
+    }
+    return false;
+  }
+
+  request(frame, meta = {}) {
+    if (this.stopped && !meta.rejoin) {
+      return Promise.reject(new SwitchboardError('closed', 'client is closed'));
+    }
     return new Promise((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject });
-      this.ws.send(JSON.stringify({ ...frame, id }));
+      const id = String(this.nextId++);
+      const p = { id, frame: { ...frame, id }, resolve, reject, ...meta };
+      p.timer = setTimeout(() => {
+        this.pending.delete(id);
+        const i = this.outbox.indexOf(p);
+        if (i >= 0) this.outbox.splice(i, 1);
+        reject(new SwitchboardError('timeout', `${frame.type} timed out after ${this.options.requestTimeout} ms`));
+      }, this.options.requestTimeout);
+      if (this.welcome) this.transmit(p);
+      else this.outbox.push(p);
     });
   }
 
-  join(room) { this.rooms.add(room); return this.request({ type: 'join', room }); }
-  leave(room) { this.rooms.delete(room); return this.request({ type: 'leave', room }); }
+  transmit(p) {
+    this.pending.set(p.id, p);
+    if (!this.sendRaw(JSON.stringify(p.frame))) {
+      this.pending.delete(p.id);
+      clearTimeout(p.timer);
+      p.reject(new SwitchboardError('disconnected', 'not connected'));
+    }
+  }
+
+  failPending(err) {
+    const all = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of all) { clearTimeout(p.timer); p.reject(err); }
+  }
+
+  failOutbox(err) {
+    const all = this.outbox;
+    this.outbox = [];
+    for (const p of all) { clearTimeout(p.timer); p.reject(err); }
+  }
+
+  /** Joins a room; resolves with the sorted users in it. The room is
+   *  rejoined after every reconnect until leave(). */
+  join(room, { since, epoch, echo } = {}) {
+    const frame = { type: 'join', room };
+    if (echo === false || echo === true) frame.echo = echo;
+    if (since != null) frame.since = since;
+    if (epoch != null) frame.epoch = epoch;
+    return this.request(frame, { kind: 'join', room });
+  }
+
+  /** Leaves a room; it is no longer rejoined. */
+  leave(room) {
+    this.rooms.delete(room);
+    this.users.delete(room);
+    return this.request({ type: 'leave', room });
+  }
+
   publish(room, data) { return this.request({ type: 'publish', room, data }); }
-  send(to, data) { return this.request({ type: 'send', to, data }); }
-  presence(room) { return this.request({ type: 'presence', room }); }
-  close() { this.closedByUser = true; this.ws.close(1000, 'bye'); }
+
+  send(user, data) { return this.request({ type: 'send', to: user, data }); }
+
+  /** Asks who is in a room; resolves with the sorted user ids. */
+  presence(room) { return this.request({ type: 'presence', room }, { kind: 'presence', room }); }
+
+  /** The sorted users of a joined room, as this client knows them. */
+  usersIn(room) { return [...(this.users.get(room) || [])].sort(); }
+
+  /** The rooms this client is in (and rejoins after a reconnect). */
+  joinedRooms() { return [...this.rooms.keys()]; }
 }
+
+function defaultURL() {
+  const loc = globalThis.location;
+  if (!loc || !loc.host) throw new TypeError('switchboard: a URL is needed outside a browser page');
+  return `${loc.protocol === 'https:' ? 'wss' : 'ws'}://${loc.host}/ws`;
+}
+
+export default Switchboard;

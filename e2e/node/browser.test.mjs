@@ -1,0 +1,156 @@
+// The demo page (web/static/index.html, app.js, switchboard.js) in a real
+// browser: Debian's chromium driven by playwright-core. Run by
+// e2e/browser_test.go (TestBrowser), which starts the server with
+// --auth none --ping-interval 1s --pong-timeout 1s and passes:
+//   SWITCHBOARD_URL          ws://host:port (the page is at http://host:port/)
+//   SWITCHBOARD_CONTROL      http://host:port of the control endpoint (POST /restart ...)
+//   SWITCHBOARD_SCREENSHOTS  directory for screenshots of the main states
+//   CHROMIUM                 the browser executable (default /usr/bin/chromium)
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const PAGE = process.env.SWITCHBOARD_URL.replace(/^ws/, 'http') + '/';
+const CONTROL = process.env.SWITCHBOARD_CONTROL;
+const SHOTS = process.env.SWITCHBOARD_SCREENSHOTS;
+const BOUND_MS = 2000; // ping_interval + pong_timeout
+mkdirSync(SHOTS, { recursive: true });
+
+let browser;
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+  });
+});
+after(async () => { await browser?.close(); });
+
+async function control(action) {
+  const res = await fetch(`${CONTROL}/${action}`, { method: 'POST' });
+  assert.equal(res.status, 200, `control ${action}: ${await res.text()}`);
+}
+
+// A new browser context is a separate profile: cookies, storage, sockets.
+async function user(width = 1100, height = 720) {
+  const context = await browser.newContext({ viewport: { width, height } });
+  const errors = [];
+  const page = await context.newPage();
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.setDefaultTimeout(8000);
+  return { context, page, errors };
+}
+
+const shot = (page, name) => page.screenshot({ path: join(SHOTS, name + '.png'), fullPage: true });
+const state = (page) => page.locator('#state');
+const people = (page) => page.locator('#people li');
+const log = (page, room) => page.locator(`.log[data-view="${room}"]`);
+async function connected(page) {
+  await page.waitForSelector('#state[data-state="open"]');
+  await page.waitForSelector('#count-rooms:not(:text-is("0"))');
+}
+
+let alice, bob, bob2;
+
+test('signing in by name joins the lobby and shows who is online', async () => {
+  alice = await user();
+  await alice.page.goto(PAGE);
+  await shot(alice.page, '01-sign-in');
+  // Keyboard only: the name field has focus; Enter submits.
+  assert.equal(await alice.page.evaluate(() => document.activeElement.id), 'name');
+  await alice.page.keyboard.type('alice');
+  await alice.page.keyboard.press('Enter');
+  await connected(alice.page);
+  assert.equal(await state(alice.page).textContent(), 'connected');
+  assert.deepEqual(await people(alice.page).evaluateAll((li) => li.map((e) => e.dataset.user)), ['alice']);
+  assert.equal(await alice.page.locator('#count-users').textContent(), '1');
+
+  bob = await user();
+  await bob.page.goto(PAGE + '?user=bob&rooms=lobby,dev');
+  await connected(bob.page);
+  await alice.page.waitForSelector('#people li[data-user="bob"]');
+  await log(alice.page, 'lobby').getByText('bob joined').waitFor();
+  assert.equal(await alice.page.locator('#count-users').textContent(), '2');
+  await bob.page.waitForSelector('#count-rooms:text-is("2")');
+});
+
+test('a message typed in one browser appears in the other, as text', async () => {
+  await bob.page.locator('.rooms button[data-room="lobby"]').click();
+  await bob.page.getByLabel('Message to lobby').fill('hello alice');
+  await bob.page.keyboard.press('Enter');
+  await log(alice.page, 'lobby').locator('li.msg', { hasText: 'hello alice' }).waitFor();
+  const evil = '<img src=x onerror="window.__xss=1">';
+  await bob.page.getByLabel('Message to lobby').fill(evil);
+  await bob.page.getByRole('button', { name: 'Send', exact: true }).click();
+  await log(alice.page, 'lobby').locator('li.msg .body', { hasText: evil }).waitFor();
+  assert.equal(await alice.page.locator('.log img').count(), 0);
+  assert.equal(await alice.page.evaluate(() => window.__xss), undefined);
+  assert.equal(await alice.page.locator('#count-messages').textContent(), '2');
+  await alice.page.getByLabel('Message to lobby').fill('hi bob, welcome');
+  await alice.page.keyboard.press('Enter');
+  await log(bob.page, 'lobby').locator('li.msg', { hasText: 'hi bob, welcome' }).waitFor();
+  await shot(alice.page, '02-conversation');
+});
+
+test('a direct message shows in the direct view', async () => {
+  // Select bob in the presence list to write to him directly.
+  await alice.page.locator('#people li[data-user="bob"] button').click();
+  assert.equal(await alice.page.locator('#composer-to').inputValue(), 'bob');
+  await alice.page.keyboard.type('just for you');
+  await alice.page.keyboard.press('Enter');
+  await bob.page.waitForSelector('.rooms button[data-room="direct"] .badge:text-is("1")');
+  await bob.page.locator('.rooms button[data-room="direct"]').click();
+  await log(bob.page, 'direct').locator('li.msg', { hasText: 'just for you' }).waitFor();
+  assert.equal(await log(bob.page, 'direct').locator('li.msg .from').first().textContent(), 'alice');
+  await shot(bob.page, '03-direct');
+});
+
+test('a user with two tabs is listed once', async () => {
+  bob2 = await bob.context.newPage();
+  await bob2.goto(PAGE + '?user=bob&rooms=lobby');
+  await connected(bob2);
+  await bob2.waitForSelector('#people li[data-user="alice"]');
+  assert.deepEqual(await people(bob2).evaluateAll((li) => li.map((e) => e.dataset.user)), ['alice', 'bob']);
+  await alice.page.locator('.rooms button[data-room="lobby"]').click();
+  await alice.page.waitForTimeout(300);
+  assert.deepEqual(await people(alice.page).evaluateAll((li) => li.map((e) => e.dataset.user)), ['alice', 'bob']);
+  assert.equal(await log(alice.page, 'lobby').getByText('bob joined').count(), 1);
+});
+
+test('closing the other user shows leave within the liveness bound', async () => {
+  const t0 = Date.now();
+  await bob.context.close();
+  await log(alice.page, 'lobby').getByText('bob left').waitFor({ timeout: BOUND_MS + 2000 });
+  assert.ok(Date.now() - t0 <= BOUND_MS + 2000);
+  assert.deepEqual(await people(alice.page).evaluateAll((li) => li.map((e) => e.dataset.user)), ['alice']);
+  assert.equal(await alice.page.locator('#count-users').textContent(), '1');
+});
+
+test('after a server restart the page reconnects, rejoins and messages flow again', async () => {
+  const carol = await user(375, 760);
+  await carol.page.goto(PAGE + '?user=carol&rooms=lobby');
+  await connected(carol.page);
+  await alice.page.waitForSelector('#people li[data-user="carol"]');
+  await shot(carol.page, '04-mobile-375');
+
+  await control('stop');
+  await alice.page.waitForSelector('#state[data-state="reconnecting"]');
+  assert.match(await state(alice.page).textContent(), /^reconnecting in \d+s$/);
+  await shot(alice.page, '05-reconnecting');
+  await control('start');
+  await alice.page.waitForSelector('#state[data-state="open"]', { timeout: 20000 });
+  await carol.page.waitForSelector('#state[data-state="open"]', { timeout: 20000 });
+  await alice.page.waitForSelector('#people li[data-user="carol"]');
+  await carol.page.getByLabel('Message to lobby').fill('back after the restart');
+  await carol.page.keyboard.press('Enter');
+  await log(alice.page, 'lobby').locator('li.msg', { hasText: 'back after the restart' }).waitFor();
+  await shot(alice.page, '06-reconnected');
+  assert.deepEqual(alice.errors, []);
+  assert.deepEqual(carol.errors, []);
+  await carol.context.close();
+  await alice.context.close();
+});
