@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"unicode/utf8"
 )
 
 // Error codes sent in error frames (PROTOCOL.md, "Error codes").
@@ -77,22 +78,17 @@ func Decode(frame []byte) (Request, *DecodeError) {
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return req, &DecodeError{Code: CodeBadRequest, Message: "frame must be a JSON object"}
 	}
-	// A map, not a struct: encoding/json matches struct fields
-	// case-insensitively (even "ſince" for "since"), and the protocol's keys
-	// are exact. "TYPE" is an unknown field, not the type.
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(frame, &fields); err != nil {
+	if !json.Valid(frame) {
 		return req, &DecodeError{Code: CodeBadRequest, Message: "invalid JSON"}
 	}
-	w := wireRequest{
-		Type:  fields["type"],
-		ID:    fields["id"],
-		Room:  fields["room"],
-		To:    fields["to"],
-		Data:  fields["data"],
-		Since: fields["since"],
-		Epoch: fields["epoch"],
-		Echo:  fields["echo"],
+	// The members are picked out by a scanner rather than encoding/json: it
+	// matches keys exactly (encoding/json matches struct fields
+	// case-insensitively, even "ſince" for "since"; "TYPE" is an unknown
+	// field here, not the type) and allocates nothing for the frame's shape.
+	var w wireRequest
+	scanMembers(frame, &w)
+	if w.Data != nil {
+		w.Data = append(json.RawMessage(nil), w.Data...) // the frame's buffer is reused
 	}
 	// The id comes first so every later error can carry it as ref.
 	if w.ID != nil {
@@ -192,8 +188,11 @@ func roomByte(c byte) bool {
 }
 
 func str(raw json.RawMessage) (string, bool) {
-	if len(raw) == 0 || raw[0] != '"' {
+	if len(raw) < 2 || raw[0] != '"' {
 		return "", false
+	}
+	if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+		return string(inner), true // the common case: nothing to unescape
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
