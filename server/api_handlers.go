@@ -202,11 +202,16 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request, key int) {
 		w.Header().Set(idempotencyReplays, "true")
 		writeRaw(w, e.answer.status, e.answer.body)
 	default:
-		status, answer := a.doPublish(r.Context(), &req)
-		a.idem.finish(e, status, answer)
+		// Waiters are released whatever happens, even if publishing panics.
+		status, answer := http.StatusInternalServerError, internalAnswer
+		defer func() { a.idem.finish(e, status, answer) }()
+		status, answer = a.doPublish(r.Context(), &req)
 		writeRaw(w, status, answer)
 	}
 }
+
+// internalAnswer is what waiters of a request that never finished get.
+var internalAnswer = []byte(`{"error":"internal","message":"the first request with this Idempotency-Key failed; retry"}` + "\n")
 
 // checkPublish wants exactly one target and data.
 func checkPublish(req *publishRequest, present map[string]bool) *requestError {

@@ -77,14 +77,30 @@ func (s *idemStore) begin(ctx context.Context, scope string, request [sha256.Siz
 			return 0, nil, ctx.Err()
 		}
 	}
-	for s.order.Len() >= s.max { // full of live entries: forget the oldest
-		s.remove(s.order.Front().Value.(*idemEntry))
+	// Full of live entries: forget the oldest finished one. One still in
+	// flight is never forgotten (a retry of it would publish again); when
+	// every entry is in flight the store grows past max until they finish.
+	for el := s.order.Front(); el != nil && s.order.Len() >= s.max; {
+		next := el.Next()
+		if old := el.Value.(*idemEntry); finished(old) {
+			s.remove(old)
+		}
+		el = next
 	}
 	e := &idemEntry{scope: scope, request: request, expires: now.Add(s.ttl), done: make(chan struct{})}
 	e.elem = s.order.PushBack(e)
 	s.byKey[scope] = e
 	s.mu.Unlock()
 	return idemFirst, e, nil
+}
+
+func finished(e *idemEntry) bool {
+	select {
+	case <-e.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // finish records the first answer and releases the waiters. A failed

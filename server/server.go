@@ -222,9 +222,16 @@ func (s *Server) Run(ctx context.Context, started func(net.Addr)) error {
 	defer cancel()
 	herr := s.Hub.Shutdown(dctx)
 	if s.hooks != nil { // after the hub: its last user.offline events are queued by now
-		s.hooks.Close(dctx)
+		// At least a short moment even when the drain used the whole timeout.
+		hctx, hcancel := context.WithTimeout(context.Background(), max(time.Until(deadlineOf(dctx)), time.Second))
+		s.hooks.Close(hctx)
+		hcancel()
 	}
-	serr := stop(dctx)
+	// The listener and pollers stop on a context of their own: an expired
+	// drain deadline must not leave them running.
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	serr := stop(sctx)
 	perr := stopPprof()
 	if errors.Is(herr, context.DeadlineExceeded) {
 		s.log.Warn("shutdown timeout reached; remaining connections were cut")
@@ -232,6 +239,11 @@ func (s *Server) Run(ctx context.Context, started func(net.Addr)) error {
 	}
 	s.log.Info("stopped")
 	return errors.Join(herr, serr, perr)
+}
+
+func deadlineOf(ctx context.Context) time.Time {
+	d, _ := ctx.Deadline()
+	return d
 }
 
 // serve starts the HTTP side on ln: nbio's engine for plain TCP (no
@@ -255,7 +267,11 @@ func (s *Server) serve(ln net.Listener) (func(context.Context) error, error) {
 		MaxLoad: s.cfg.MaxConns + 1024, // the hub answers 503 itself; leave room for those answers
 		// A connection must complete its HTTP request within this; after the
 		// upgrade the hub clears the deadline and liveness takes over.
-		KeepaliveTime:           s.cfg.HandshakeTimeout,
+		KeepaliveTime: s.cfg.HandshakeTimeout,
+		// nbhttp buffers a whole request body before any handler (and so
+		// before the API key check) runs: bound it by the API's own limit.
+		// The WebSocket upgrade carries no body.
+		MaxHTTPBodySize:         apiMaxBody + 4096,
 		ReleaseWebsocketPayload: true,
 		ReadBufferSize:          4096,
 	})

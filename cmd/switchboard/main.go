@@ -68,6 +68,10 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// SIGHUP is caught from before start-up until the process exits, so it
+	// never takes its default action (termination), not even mid-drain.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	log := newLogger(cfg, stderr)
 	log.Info("starting", "config", cfg)
 	srv, err := server.New(cfg, log)
@@ -76,24 +80,16 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	go reloadOnSIGHUP(ctx, srv)
+	go reloadOnSIGHUP(hup, srv)
 	return srv.Run(ctx, nil)
 }
 
 // reloadOnSIGHUP re-reads the token verification keys (--jwt-public-key or
-// --jwks-file) on every SIGHUP until ctx ends. The server logs the outcome;
-// a failed reload keeps the keys in use. SIGHUP never stops the process.
-func reloadOnSIGHUP(ctx context.Context, srv *server.Server) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			_ = srv.ReloadKeys() // logged by ReloadKeys
-		}
+// --jwks-file) on every SIGHUP for the life of the process. The server logs
+// the outcome; a failed reload keeps the keys in use.
+func reloadOnSIGHUP(hup <-chan os.Signal, srv *server.Server) {
+	for range hup {
+		_ = srv.ReloadKeys() // logged by ReloadKeys
 	}
 }
 
