@@ -65,8 +65,10 @@ type Hub struct {
 	roomLocks stripedLocks
 	userLocks stripedLocks
 
-	subsMu sync.Mutex
-	subs   map[string]int // broker channel -> local interest count
+	// subs counts local interest per broker channel, sharded by channel so
+	// that subscribing one room (a broker round trip) never waits for
+	// another room's.
+	subs [shardCount]subShard
 
 	closeOnce sync.Once
 	ctx       context.Context
@@ -87,7 +89,6 @@ func New(opts Options) (*Hub, error) {
 		log:        opts.Logger,
 		msgPfx:     randomHex(4) + "-",
 		closing:    make(map[*Conn]int64),
-		subs:       make(map[string]int),
 		idle:       make(chan struct{}, 1),
 	}
 	if h.broker == nil {
@@ -271,17 +272,20 @@ func (h *Hub) deliver(_ string, payload []byte) {
 // interest counts local reasons to hear a broker channel and subscribes or
 // unsubscribes on the first and last.
 func (h *Hub) interest(channel string, delta int) {
-	// The broker calls stay under subsMu: otherwise a 1->0 and a 0->1 racing
-	// could reach the broker as Subscribe then Unsubscribe. Brokers return
-	// quickly (the interface requires it).
-	h.subsMu.Lock()
-	defer h.subsMu.Unlock()
-	before := h.subs[channel]
+	// The broker calls stay under the shard's lock: otherwise a 1->0 and a
+	// 0->1 racing could reach the broker as Subscribe then Unsubscribe.
+	sh := &h.subs[hashKey(channel)%shardCount]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.n == nil {
+		sh.n = make(map[string]int)
+	}
+	before := sh.n[channel]
 	n := before + delta
 	if n <= 0 {
-		delete(h.subs, channel)
+		delete(sh.n, channel)
 	} else {
-		h.subs[channel] = n
+		sh.n[channel] = n
 	}
 	var err error
 	switch {
@@ -293,6 +297,22 @@ func (h *Hub) interest(channel string, delta int) {
 	if err != nil {
 		h.log.Error("broker subscription failed", "error", err)
 	}
+}
+
+type subShard struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// interestCount is the number of channels with local interest (tests).
+func (h *Hub) interestCount() int {
+	total := 0
+	for i := range h.subs {
+		h.subs[i].mu.Lock()
+		total += len(h.subs[i].n)
+		h.subs[i].mu.Unlock()
+	}
+	return total
 }
 
 // announce tells a room's members that a user arrived or left.

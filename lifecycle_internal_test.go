@@ -68,9 +68,7 @@ func TestNothingLeftAfterRacingCloses(t *testing.T) {
 	close(slowCallback)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		h.subsMu.Lock()
-		subs := len(h.subs)
-		h.subsMu.Unlock()
+		subs := h.interestCount()
 		h.closingMu.Lock()
 		closing := len(h.closing)
 		h.closingMu.Unlock()
@@ -79,9 +77,8 @@ func TestNothingLeftAfterRacingCloses(t *testing.T) {
 			return
 		}
 		if time.Now().After(deadline) {
-			h.subsMu.Lock()
-			t.Fatalf("left behind: subs %v, closing %d, conns %d, users %d, rooms %d, slots %d",
-				h.subs, closing, conns, users, rooms, h.total.Load())
+			t.Fatalf("left behind: %d channels of interest, closing %d, conns %d, users %d, rooms %d, slots %d",
+				subs, closing, conns, users, rooms, h.total.Load())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

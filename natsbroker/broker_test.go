@@ -252,3 +252,9 @@ func BenchmarkPublish(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }
+
+// TestChurn: 10,000 join/leave cycles across two nodes leave no
+// subscription and no goroutine behind.
+func TestChurn(t *testing.T) {
+	suite(natsURL).Churn(t, uniquePrefix(), 10000)
+}

@@ -256,3 +256,9 @@ func BenchmarkPublish(b *testing.B) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestChurn: 10,000 join/leave cycles across two nodes leave no
+// subscription (PUBSUB NUMSUB) and no goroutine behind.
+func TestChurn(t *testing.T) {
+	suite(needRedis(t)).Churn(t, uniquePrefix(), 10000)
+}

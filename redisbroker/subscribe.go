@@ -25,6 +25,10 @@ func (b *Broker) Subscribe(ctx context.Context, channel string) error {
 	w := b.wanted[channel]
 	if w == nil {
 		w = &wantState{}
+		// Wanted again before the syncer sent its UNSUBSCRIBE: the
+		// connection still holds the confirmed subscription, and no new
+		// SUBSCRIBE (so no new confirmation) will be sent for it.
+		w.confirmed = b.ps != nil && b.applied[channel] && b.acks[channel] == 0
 		b.wanted[channel] = w
 		b.wake()
 	}
