@@ -27,35 +27,7 @@ func TestClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := brokertest.NewCollector()
-	if err := b.Start(context.Background(), c.Deliver); err != nil {
-		t.Fatal(err)
-	}
-	if !b.Ready() {
-		t.Fatal("not ready after Start")
-	}
-	ctx := context.Background()
-	if err := b.Subscribe(ctx, "all"); err != nil {
-		t.Fatal(err)
-	}
-	for range 100 {
-		if err := b.Publish(ctx, "all", []byte("x")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c.WaitN(t, "all", 100)
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
-	}
-	if err := b.Publish(ctx, "all", []byte("x")); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Publish after Close: %v, want ErrClosed", err)
-	}
-	if b.Ready() {
-		t.Fatal("ready after Close")
-	}
+	brokertest.Lifecycle(t, b, ErrNotStarted, ErrClosed)
 	st := b.Stats()
 	if st.Published != 100 || st.Delivered != 100 || st.Subscriptions != 1 || st.PublishErrors != 0 {
 		t.Fatalf("stats %+v", st)
