@@ -14,7 +14,8 @@ import (
 
 // Two real nodes share a broker: a publish on one node reaches a member on
 // the other, a direct send reaches a user connected elsewhere, and the
-// backend API of one node disconnects a user held by the other.
+// backend API of one node disconnects a user held by the other. One
+// sender's numbered messages arrive in order on both nodes.
 func TestTwoNodesShareABroker(t *testing.T) {
 	for _, tc := range []struct{ broker, addr string }{
 		{"redis", "127.0.0.1:6379"},
@@ -30,7 +31,7 @@ func TestTwoNodesShareABroker(t *testing.T) {
 			// Names unique to this run: the broker may be shared.
 			sfx := fmt.Sprintf("%x", rand.Uint64())
 			room, alice, bob := "r-"+sfx, "alice-"+sfx, "bob-"+sfx
-			args := []string{"--addr=127.0.0.1:0", "--broker=" + tc.broker, "--api-key=k"}
+			args := []string{"--addr=127.0.0.1:0", "--broker=" + tc.broker, "--api-key=k", "--rate=1000", "--burst=1000"}
 			a := startServer(t, ctx, append(args, "--node-id=a-"+sfx)...)
 			b := startServer(t, ctx, append(args, "--node-id=b-"+sfx)...)
 
@@ -44,6 +45,26 @@ func TestTwoNodesShareABroker(t *testing.T) {
 				return f.typ() == "message" && f.str("from") == bob && f.Msg["data"] == "across"
 			}); err != nil {
 				t.Fatal(err)
+			}
+			// One sender's messages arrive in order on both nodes.
+			const n = 300
+			for i := range n {
+				if err := ca.send(ctx, map[string]any{"type": "publish", "room": room, "data": i}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, c := range []*wsClient{ca, cb} {
+				for want := 0; want < n; want++ {
+					f, err := c.expect(ctx, fmt.Sprintf("message %d", want), func(f frame) bool {
+						return f.typ() == "message" && f.str("from") == alice
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got, _ := f.Msg["data"].(float64); int(got) != want {
+						t.Fatalf("got message %v, want %d: order lost across nodes", f.Msg["data"], want)
+					}
+				}
 			}
 			if _, err := ca.request(ctx, map[string]any{"type": "send", "to": bob, "data": "direct", "id": "s1"}); err != nil {
 				t.Fatal(err)
