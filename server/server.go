@@ -206,8 +206,12 @@ func (s *Server) Run(ctx context.Context, started func(net.Addr)) error {
 	s.mu.Lock()
 	s.addr, s.ready = ln.Addr(), true
 	s.mu.Unlock()
-	s.log.Info("listening", "addr", ln.Addr().String(), "auth", s.cfg.Auth, "node_id", s.cfg.NodeID,
-		"tls", s.cfg.TLSCert != "", "broker", s.cfg.Broker)
+	scheme := "http"
+	if s.cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	s.log.Info("listening", "addr", ln.Addr().String(), "url", scheme+"://"+ln.Addr().String()+"/",
+		"auth", s.cfg.Auth, "node_id", s.cfg.NodeID, "tls", s.cfg.TLSCert != "", "broker", s.cfg.Broker)
 	if started != nil {
 		started(ln.Addr())
 	}
