@@ -72,17 +72,7 @@ func ensureNodeModules(t *testing.T, ctx context.Context, npmBin, dir string) {
 	if got := installedVersion(filepath.Join(dir, "node_modules", "ws", "package.json")); got == want {
 		return
 	}
-	ciCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ciCtx, npmBin, "ci", "--no-audit", "--no-fund")
-	cmd.Dir = dir
-	cmd.WaitDelay = 5 * time.Second
-	setProcessGroup(cmd)
-	out, err := cmd.CombinedOutput()
-	killProcessGroup(cmd)
-	if err != nil {
-		t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
-	}
+	npmCI(t, ctx, npmBin, dir)
 	if got := installedVersion(filepath.Join(dir, "node_modules", "ws", "package.json")); got != want {
 		t.Fatalf("after npm ci, node_modules has ws %q, package.json pins %q", got, want)
 	}

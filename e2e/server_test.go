@@ -141,9 +141,17 @@ func captureLines(r io.Reader, l *logBuffer) <-chan struct{} {
 // 200, and kills it when the test ends.
 func startServer(t *testing.T, ctx context.Context, args ...string) *server {
 	t.Helper()
-	bin := binary(t)
+	s, _ := launchServer(t, ctx, args...)
+	s.waitHealthy(t, ctx)
+	return s
+}
+
+// launchServer starts the binary with args, waits for its "listening" line
+// (returned) and kills it when the test ends.
+func launchServer(t *testing.T, ctx context.Context, args ...string) (*server, map[string]any) {
+	t.Helper()
 	s := &server{output: newLogBuffer()}
-	s.cmd = exec.Command(bin, append([]string{"serve"}, args...)...)
+	s.cmd = exec.Command(binary(t), append([]string{"serve"}, args...)...)
 	s.cmd.Stdout = s.output
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
@@ -171,16 +179,18 @@ func startServer(t *testing.T, ctx context.Context, args ...string) *server {
 	if s.Addr == "" {
 		t.Fatalf("listening line without addr: %v", listening)
 	}
-	s.waitHealthy(t, ctx)
-	return s
+	return s, listening
 }
 
 // waitHealthy polls /healthz until it answers 200: the one place where
 // polling is the right tool (is the port up?), bounded by ctx.
 func (s *server) waitHealthy(t *testing.T, ctx context.Context) {
 	t.Helper()
-	client := &http.Client{Timeout: time.Second}
-	url := "http://" + s.Addr + "/healthz"
+	s.waitHealthyAt(t, ctx, &http.Client{Timeout: time.Second}, "http://"+s.Addr+"/healthz")
+}
+
+func (s *server) waitHealthyAt(t *testing.T, ctx context.Context, client *http.Client, url string) {
+	t.Helper()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	var last string

@@ -11,7 +11,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -77,53 +76,12 @@ func selfSignedCert(t *testing.T, dir string) (certPath, keyPath string, pool *x
 // over https with client.
 func startTLSServer(t *testing.T, ctx context.Context, client *http.Client, args ...string) *server {
 	t.Helper()
-	s := &server{output: newLogBuffer()}
-	s.cmd = exec.Command(binary(t), append([]string{"serve"}, args...)...)
-	s.cmd.Stdout = s.output
-	stderr, err := s.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	setProcessGroup(s.cmd)
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start server: %v", err)
-	}
-	readerDone := captureLines(stderr, s.output)
-	t.Cleanup(func() {
-		killProcessGroup(s.cmd)
-		<-readerDone
-		err := s.cmd.Wait()
-		if t.Failed() {
-			t.Logf("server exited (%v); its output:\n%s", err, s.output.String())
-		}
-	})
-	listening, ok := s.output.waitEntry(ctx, func(e map[string]any) bool { return e["msg"] == "listening" })
-	if !ok {
-		t.Fatalf("server did not log \"listening\" (%v); output:\n%s", ctx.Err(), s.output.String())
-	}
-	s.Addr, _ = listening["addr"].(string)
+	s, listening := launchServer(t, ctx, args...)
 	if listening["tls"] != true {
 		t.Errorf("listening line says tls=%v", listening["tls"])
 	}
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+s.Addr+"/healthz", nil)
-		resp, err := client.Do(req)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s
-			}
-			err = errors.New(resp.Status)
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("https://%s/healthz not healthy: %v", s.Addr, err)
-		case <-tick.C:
-		}
-	}
+	s.waitHealthyAt(t, ctx, client, "https://"+s.Addr+"/healthz")
+	return s
 }
 
 // dialWith is dialClient with DialOptions of the caller's choosing.
