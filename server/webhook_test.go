@@ -192,7 +192,7 @@ func TestWebhookOrderOverflowAndRoomFilter(t *testing.T) {
 	// then the queue (3) fills and the oldest waiting event is dropped.
 	w.Enqueue(switchboard.PresenceEvent{Kind: switchboard.UserOnline, User: "a"})
 	w.Enqueue(switchboard.PresenceEvent{Kind: switchboard.RoomJoin, User: "a", Room: "r"}) // filtered
-	select { // the worker has taken the first event and is blocked in the receiver
+	select {                                                                               // the worker has taken the first event and is blocked in the receiver
 	case <-arrived:
 	case <-ctx.Done():
 		t.Fatal("worker did not take the first event")
