@@ -56,11 +56,32 @@ go test -count=1 -timeout 10m -run . .
 # (which the passes above already ran). FUZZTIME=10m ./scripts/test.sh, or
 # go test -run=NONE -fuzz=^FuzzName$ -fuzztime=1h ./pkg, runs them longer.
 fuzztime=${FUZZTIME:-5s}
+# A real finding always leaves its input under testdata/fuzz/; a failure
+# that leaves none is the fuzzing engine itself (a worker that hung on a
+# loaded machine), so that run is repeated once before it counts.
+fuzz_once() {
+  local pkg=$1 target=$2 dir out
+  dir=$(go list -f '{{.Dir}}' "$pkg")/testdata/fuzz/$target
+  for attempt in 1 2; do
+    before=$(ls "$dir" 2>/dev/null | wc -l)
+    if out=$(go test -run=NONE -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg" 2>&1); then
+      echo "$out" | tail -n 3
+      return 0
+    fi
+    echo "$out"
+    if [ "$(ls "$dir" 2>/dev/null | wc -l)" -ne "$before" ]; then
+      echo "$target found a failing input: see $dir (commit it with the fix)"
+      return 1
+    fi
+    echo "$target: the fuzzing engine failed without an input; trying again ($attempt)"
+  done
+  return 1
+}
 say "fuzzing each target for $fuzztime"
 for pkg in $(go list ./...); do
   for target in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
     echo "--- $target ($pkg)"
-    go test -run=NONE -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg" 2>&1 | tail -n 3
+    fuzz_once "$pkg" "$target"
   done
 done
 
