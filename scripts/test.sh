@@ -59,17 +59,18 @@ fuzztime=${FUZZTIME:-5s}
 # A real finding always leaves its input under testdata/fuzz/; a failure
 # that leaves none is the fuzzing engine itself (a worker that hung on a
 # loaded machine), so that run is repeated once before it counts.
+count_inputs() { { ls "$1" 2>/dev/null || true; } | wc -l; }
 fuzz_once() {
   local pkg=$1 target=$2 dir out
   dir=$(go list -f '{{.Dir}}' "$pkg")/testdata/fuzz/$target
   for attempt in 1 2; do
-    before=$(ls "$dir" 2>/dev/null | wc -l)
+    before=$(count_inputs "$dir")
     if out=$(go test -run=NONE -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg" 2>&1); then
       echo "$out" | tail -n 3
       return 0
     fi
     echo "$out"
-    if [ "$(ls "$dir" 2>/dev/null | wc -l)" -ne "$before" ]; then
+    if [ "$(count_inputs "$dir")" -ne "$before" ]; then
       echo "$target found a failing input: see $dir (commit it with the fix)"
       return 1
     fi
