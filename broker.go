@@ -76,6 +76,7 @@ const (
 	channelAll      = "all"
 	roomChannelPfx  = "room:"
 	userChannelPfx  = "user:"
+	channelPresence = "presence"
 	envelopeVersion = 1
 )
 
@@ -85,7 +86,7 @@ const (
 	kindUserMessage byte = 'u' // frame to the user's connections
 	kindBroadcast   byte = 'b' // frame to every connection
 	kindKick        byte = 'k' // close the user's connections with 4003
-	kindRoomEvent   byte = 'e' // join/leave announcement to the room's members
+	kindPresence    byte = 'p' // a node's presence news, on channelPresence
 )
 
 // envelope is what travels through the broker: a small binary header and

@@ -122,7 +122,6 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 		if err := h.presence.Connect(h.ctx, c.user); err != nil {
 			h.log.Error("presence connect failed", "error", err, "user_id", c.user)
 		}
-		h.presenceChanged(UserOnline, c.user, "")
 	}
 	unlockUser()
 

@@ -155,5 +155,6 @@ func (h *Hub) close() error {
 		h.shut(c)
 	}
 	h.writers.close()
-	return h.broker.Close()
+	// Presence says goodbye through the broker, so it closes first.
+	return errors.Join(h.presence.Close(), h.broker.Close())
 }

@@ -46,6 +46,7 @@ type Hub struct {
 	writers  *writerPool
 	broker   Broker
 	presence Presence
+	cluster  *clusterPresence // the default Presence of a multi-node broker, else nil
 	log      *slog.Logger
 
 	handshakes *handshakeLimiter
@@ -96,16 +97,33 @@ func New(opts Options) (*Hub, error) {
 	}
 	h.presence = opts.Presence
 	if h.presence == nil {
-		h.presence = localPresence{reg: h.reg}
+		if _, single := h.broker.(*MemoryBroker); single {
+			h.presence = &localPresence{reg: h.reg}
+		} else {
+			h.cluster = newClusterPresence(h)
+			h.presence = h.cluster
+		}
 	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if err := h.broker.Start(h.ctx, h.deliver); err != nil {
 		h.cancel()
 		return nil, fmt.Errorf("start broker: %w", err)
 	}
-	if err := h.broker.Subscribe(h.ctx, channelAll); err != nil {
+	channels := []string{channelAll}
+	if h.cluster != nil {
+		channels = append(channels, channelPresence)
+	}
+	for _, ch := range channels {
+		if err := h.broker.Subscribe(h.ctx, ch); err != nil {
+			h.cancel()
+			_ = h.broker.Close()
+			return nil, fmt.Errorf("subscribe %s: %w", ch, err)
+		}
+	}
+	if err := h.presence.Start(h.ctx, h.presenceChange); err != nil {
 		h.cancel()
-		return nil, fmt.Errorf("subscribe %s: %w", channelAll, err)
+		_ = h.broker.Close()
+		return nil, fmt.Errorf("start presence: %w", err)
 	}
 	h.wg.Add(1)
 	go h.sweep()
@@ -235,6 +253,12 @@ func (h *Hub) deliver(_ string, payload []byte) {
 		h.log.Warn("broker payload dropped", "error", err, "bytes", len(payload))
 		return
 	}
+	if env.kind == kindPresence {
+		if h.cluster != nil {
+			h.cluster.receive(env.frame)
+		}
+		return
+	}
 	if env.kind == kindKick {
 		for _, c := range h.reg.userConns(env.target) {
 			h.closeConn(c, CloseKicked, "kicked")
@@ -244,9 +268,9 @@ func (h *Hub) deliver(_ string, payload []byte) {
 	frame := wsframe.AppendFrame(make([]byte, 0, wsframe.FrameSize(len(env.frame))), wsframe.OpText, env.frame)
 	var n uint64 // deliveries, added once: no shared counter per recipient
 	switch env.kind {
-	case kindRoomMessage, kindRoomEvent:
+	case kindRoomMessage:
 		h.reg.eachMember(env.target, func(c *Conn, echo bool) {
-			if c.id == env.origin && (!echo || env.kind == kindRoomEvent) {
+			if c.id == env.origin && !echo {
 				return
 			}
 			if c.enqueue(frame) {
@@ -316,14 +340,19 @@ func (h *Hub) interestCount() int {
 }
 
 // announce tells a room's members that a user arrived or left.
-func (h *Hub) announce(room string, frame []byte) { h.announceFrom("", room, frame) }
-
-// announceFrom is announce that skips the connection that caused it.
-func (h *Hub) announceFrom(origin, room string, frame []byte) {
-	env := envelope{kind: kindRoomEvent, origin: origin, target: room, frame: frame}
-	if err := h.broker.Publish(h.ctx, roomChannelPfx+room, env.marshal()); err != nil {
-		h.log.Error("announce failed", "error", err, "room", room)
-	}
+// announceLocal sends a presence frame to this node's members of room,
+// except the connections of user (the one who joined: its ack already says
+// who is there). Every node announces the cluster-wide transitions its
+// Presence reports to its own members, so nothing goes through the broker.
+func (h *Hub) announceLocal(room, user string, payload []byte) {
+	frame := wsframe.AppendFrame(make([]byte, 0, wsframe.FrameSize(len(payload))), wsframe.OpText, payload)
+	var n uint64
+	h.reg.eachMember(room, func(c *Conn, _ bool) {
+		if c.user != user && c.enqueue(frame) {
+			n++
+		}
+	})
+	h.counters.deliveries.Add(n)
 }
 
 func randomHex(n int) string {

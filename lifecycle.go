@@ -6,8 +6,6 @@ import (
 	"io"
 	"net"
 	"time"
-
-	"github.com/switchboardhq/switchboard/internal/protocol"
 )
 
 // closeConn is the server closing a connection: the connection leaves the
@@ -120,7 +118,6 @@ func (h *Hub) cleanup(c *Conn, code int, reason string) {
 		if err := h.presence.Disconnect(h.ctx, c.user); err != nil {
 			h.log.Error("presence disconnect failed", "error", err, "user_id", c.user)
 		}
-		h.presenceChanged(UserOffline, c.user, "")
 	}
 	unlock()
 	h.interest(userChannelPfx+c.user, -1)
@@ -144,17 +141,10 @@ func (h *Hub) cleanup(c *Conn, code int, reason string) {
 // announcement in one order across connections.
 func (h *Hub) leftRoom(c *Conn, room string) {
 	unlock := h.lockRoom(room)
-	removed, last, size := h.reg.leaveRoom(c, room)
+	removed, last, _ := h.reg.leaveRoom(c, room)
 	if last {
 		if err := h.presence.Leave(h.ctx, room, c.user); err != nil {
 			h.log.Error("presence leave failed", "error", err, "room", room)
-		}
-		h.presenceChanged(RoomLeave, c.user, room)
-		if size > h.opts.PresenceBatchSize {
-			h.diffs.add(room, c.user, false)
-		} else {
-			h.diffs.invalidate(room)
-			h.announce(room, protocol.Leave(room, c.user))
 		}
 	}
 	unlock()

@@ -79,6 +79,7 @@ const (
 	DefaultPongTimeout           = 10 * time.Second
 	DefaultShutdownTimeout       = 10 * time.Second
 	DefaultPresenceBatchSize     = 100
+	DefaultPresenceTTL           = 30 * time.Second
 	DefaultPresenceBatchInterval = time.Second
 	// Subprotocol is offered back to clients that ask for it.
 	Subprotocol = "switchboard.v1"
@@ -170,7 +171,7 @@ type Options struct {
 	// with 4000 ping_timeout (default 10s).
 	PingInterval time.Duration
 	PongTimeout  time.Duration
-	// PresenceBatchSize is the room size (connections on this node) past
+	// PresenceBatchSize is the room size (users, cluster-wide) past
 	// which join and leave are no longer announced one frame per change:
 	// the changes of each PresenceBatchInterval go out together as one
 	// presence_diff frame, so filling a room of N costs O(N) frames, not
@@ -179,9 +180,15 @@ type Options struct {
 	PresenceBatchInterval time.Duration
 	// Broker carries publishes between nodes. Default: in-memory, one node.
 	Broker Broker
-	// Presence answers who is in a room across nodes. Default: this node's
-	// registry.
+	// Presence answers who is online and in a room across nodes. Default:
+	// this node's registry with the in-memory Broker; with any other Broker,
+	// a replica of every node's share kept in step over the Broker.
 	Presence Presence
+	// PresenceTTL bounds how long a node that went silent (killed, cut off)
+	// keeps its users present elsewhere: each node says it is alive every
+	// PresenceTTL/3, and the others drop its users, announcing leave, once
+	// they have heard nothing from it for PresenceTTL. Default 30s.
+	PresenceTTL time.Duration
 	// NodeID names this node in logs, stats and ids. Default: random.
 	NodeID string
 	// Observer, if set, receives ping round-trip times and outbound
@@ -196,10 +203,12 @@ type Options struct {
 	OnConnect    func(c *Conn)
 	OnMessage    func(c *Conn, raw []byte)
 	OnDisconnect func(c *Conn, code int, reason string)
-	// OnPresence observes per-user transitions on this node: online and
-	// offline (first and last connection), room join and leave (first and
-	// last connection in the room). It runs synchronously and must not
-	// block; queue the work (webhooks) elsewhere.
+	// OnPresence observes per-user transitions across the cluster: online
+	// and offline (first and last connection anywhere), room join and leave
+	// (first and last connection in the room anywhere). One node reports
+	// each: the one whose connection caused it, or the oldest live node
+	// for the users of a node that went silent. It runs synchronously and
+	// must not block; queue the work (webhooks) elsewhere.
 	OnPresence func(PresenceEvent)
 }
 
@@ -213,6 +222,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PongTimeout <= 0 {
 		o.PongTimeout = DefaultPongTimeout
+	}
+	if o.PresenceTTL <= 0 {
+		o.PresenceTTL = DefaultPresenceTTL
 	}
 	if o.PresenceBatchSize <= 0 {
 		o.PresenceBatchSize = DefaultPresenceBatchSize

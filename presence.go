@@ -4,39 +4,98 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/switchboardhq/switchboard/internal/protocol"
 )
 
-// Presence answers who is online and who is in a room, across the cluster.
-// The hub reports per-user transitions on this node: Join when a user's
-// first local connection enters a room, Leave when its last one leaves,
-// Connect and Disconnect likewise for being online at all.
+// Presence keeps who is online and who is in which room, for the whole
+// cluster. The hub reports its own node's transitions (a user's first local
+// connection into a room and its last one out; likewise for being online at
+// all) and announces to its local connections the cluster-wide transitions
+// the Presence reports back through the function given to Start: a user in
+// a room on no node before, or on no node any more.
+//
+// The default is this node's registry when the Broker is the in-memory one,
+// and a replica kept in step over the Broker otherwise (see Options.PresenceTTL).
 type Presence interface {
+	// Start begins reporting changes until Close. changed may be called
+	// from inside Join, Leave, Connect and Disconnect (the node's own
+	// transitions) and from the Presence's own goroutines; calls for one
+	// room or user come in the order of the changes and must not block.
+	Start(ctx context.Context, changed func(PresenceChange)) error
 	Join(ctx context.Context, room, user string) error
 	Leave(ctx context.Context, room, user string) error
 	Connect(ctx context.Context, user string) error
 	Disconnect(ctx context.Context, user string) error
 	// RoomUsers returns the sorted users in room.
 	RoomUsers(ctx context.Context, room string) ([]string, error)
+	// RoomSize returns how many users are in room.
+	RoomSize(ctx context.Context, room string) (int, error)
 	// OnlineUsers returns the sorted users with at least one connection.
 	OnlineUsers(ctx context.Context) ([]string, error)
+	Close() error
+}
+
+// PresenceChange is one cluster-wide transition of a user.
+type PresenceChange struct {
+	Kind string // UserOnline, UserOffline, RoomJoin or RoomLeave
+	User string
+	Room string // for RoomJoin and RoomLeave
+	// Members is how many users the room has after the change; the hub
+	// batches the announcements of rooms past Options.PresenceBatchSize.
+	Members int
+	// Notify asks the hub to report the change to Options.OnPresence. One
+	// node of the cluster does: the one whose connection caused it, or for
+	// a node that went silent, the oldest live node.
+	Notify bool
 }
 
 // localPresence is the single-node default: the hub's registry already
 // knows everything, so it answers from there and stores nothing twice.
-type localPresence struct{ reg *registry }
+// Every transition the hub reports is a cluster-wide one.
+type localPresence struct {
+	reg     *registry
+	changed func(PresenceChange)
+}
 
-func (p localPresence) Join(context.Context, string, string) error  { return nil }
-func (p localPresence) Leave(context.Context, string, string) error { return nil }
-func (p localPresence) Connect(context.Context, string) error       { return nil }
-func (p localPresence) Disconnect(context.Context, string) error    { return nil }
+func (p *localPresence) Start(_ context.Context, changed func(PresenceChange)) error {
+	p.changed = changed
+	return nil
+}
 
-func (p localPresence) RoomUsers(_ context.Context, room string) ([]string, error) {
+func (p *localPresence) Join(_ context.Context, room, user string) error {
+	p.changed(PresenceChange{Kind: RoomJoin, User: user, Room: room, Members: p.reg.roomSize(room), Notify: true})
+	return nil
+}
+
+func (p *localPresence) Leave(_ context.Context, room, user string) error {
+	p.changed(PresenceChange{Kind: RoomLeave, User: user, Room: room, Members: p.reg.roomSize(room), Notify: true})
+	return nil
+}
+
+func (p *localPresence) Connect(_ context.Context, user string) error {
+	p.changed(PresenceChange{Kind: UserOnline, User: user, Notify: true})
+	return nil
+}
+
+func (p *localPresence) Disconnect(_ context.Context, user string) error {
+	p.changed(PresenceChange{Kind: UserOffline, User: user, Notify: true})
+	return nil
+}
+
+func (p *localPresence) RoomUsers(_ context.Context, room string) ([]string, error) {
 	return p.reg.roomUsers(room), nil
 }
 
-func (p localPresence) OnlineUsers(context.Context) ([]string, error) {
+func (p *localPresence) RoomSize(_ context.Context, room string) (int, error) {
+	return p.reg.roomSize(room), nil
+}
+
+func (p *localPresence) OnlineUsers(context.Context) ([]string, error) {
 	return p.reg.onlineUsers(), nil
 }
+
+func (p *localPresence) Close() error { return nil }
 
 // Presence transitions reported to Options.OnPresence.
 const (
@@ -46,7 +105,7 @@ const (
 	RoomLeave   = "room.leave"   // the user's last connection left the room
 )
 
-// PresenceEvent is one transition of a user, as this node sees it.
+// PresenceEvent is one cluster-wide transition of a user.
 type PresenceEvent struct {
 	Kind string
 	User string
@@ -54,7 +113,37 @@ type PresenceEvent struct {
 	Time time.Time
 }
 
-func (h *Hub) presenceChanged(kind, user, room string) {
+// presenceChange announces a transition to this node's members of the
+// room and reports it to OnPresence when asked to. Rooms past the batch
+// size get their changes in the next presence_diff instead of a frame each.
+func (h *Hub) presenceChange(ch PresenceChange) {
+	if ch.Notify {
+		h.notifyPresence(ch.Kind, ch.User, ch.Room)
+	}
+	var frame []byte
+	switch ch.Kind {
+	case RoomJoin:
+		frame = protocol.Join(ch.Room, ch.User)
+	case RoomLeave:
+		frame = protocol.Leave(ch.Room, ch.User)
+	default:
+		return
+	}
+	// A room crossing the threshold is judged by its size before a join
+	// and after a leave, so that both sides of the crossing are batched.
+	members := ch.Members
+	if ch.Kind == RoomJoin {
+		members--
+	}
+	if members >= h.opts.PresenceBatchSize {
+		h.diffs.add(ch.Room, ch.User, ch.Kind == RoomJoin)
+		return
+	}
+	h.diffs.invalidate(ch.Room)
+	h.announceLocal(ch.Room, ch.User, frame)
+}
+
+func (h *Hub) notifyPresence(kind, user, room string) {
 	cb := h.opts.OnPresence
 	if cb == nil {
 		return

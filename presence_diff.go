@@ -19,6 +19,7 @@ type presenceDiffs struct {
 	// brings the joiner up to date, so a room of N filling up costs O(N)
 	// snapshot encodings per interval instead of one sort of N per join.
 	snapshots map[string][]byte
+	gen       uint64 // counts invalidations and flushes, under mu
 }
 
 type roomDiff struct {
@@ -52,6 +53,7 @@ func (d *presenceDiffs) add(room, user string, joined bool) {
 func (d *presenceDiffs) invalidate(room string) {
 	d.mu.Lock()
 	delete(d.snapshots, room)
+	d.gen++
 	d.mu.Unlock()
 }
 
@@ -62,36 +64,49 @@ func (d *presenceDiffs) take() map[string]*roomDiff {
 	rooms := d.rooms
 	d.rooms = nil
 	d.snapshots = nil
+	d.gen++
 	return rooms
 }
 
 // snapshot returns the room's users as of the last flush, encoded as a JSON
 // array: the current users less the joins pending since then, plus the
-// leaves. Holding d.mu while reading the current users keeps the two
-// consistent; a change caught between the registry and the diff shows up in
-// both the snapshot and the next diff, which clients apply idempotently.
+// leaves. The current users are read without d.mu held (a cluster Presence
+// reports changes into d while holding its own lock); a change caught
+// between the two reads shows up in both the snapshot and the next diff,
+// which clients apply idempotently. The result is cached only if nothing
+// was invalidated or flushed meanwhile.
 func (d *presenceDiffs) snapshot(room string, current func() ([]string, error)) ([]byte, error) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if b, ok := d.snapshots[room]; ok {
+		d.mu.Unlock()
 		return b, nil
 	}
+	gen := d.gen
+	d.mu.Unlock()
 	users, err := current()
 	if err != nil {
 		return nil, err
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if rd := d.rooms[room]; rd != nil {
 		users = slices.DeleteFunc(users, func(u string) bool { _, ok := rd.joins[u]; return ok })
+		var gone []string
 		for u := range rd.leaves {
-			users = append(users, u)
+			if _, dup := slices.BinarySearch(users, u); !dup {
+				gone = append(gone, u)
+			}
 		}
+		users = append(users, gone...)
 		sort.Strings(users)
 	}
 	b := protocol.AppendStrings(make([]byte, 0, 16*len(users)), users)
-	if d.snapshots == nil {
-		d.snapshots = make(map[string][]byte)
+	if gen == d.gen {
+		if d.snapshots == nil {
+			d.snapshots = make(map[string][]byte)
+		}
+		d.snapshots[room] = b
 	}
-	d.snapshots[room] = b
 	return b, nil
 }
 
@@ -101,7 +116,7 @@ func (h *Hub) flushPresenceDiffs() {
 		if len(rd.joins) == 0 && len(rd.leaves) == 0 {
 			continue
 		}
-		h.announce(room, protocol.PresenceDiff(room, sortedKeys(rd.joins), sortedKeys(rd.leaves)))
+		h.announceLocal(room, "", protocol.PresenceDiff(room, sortedKeys(rd.joins), sortedKeys(rd.leaves)))
 	}
 }
 

@@ -245,6 +245,17 @@ func (r *registry) roomUsers(name string) []string {
 	return users
 }
 
+// roomSize returns how many users are in the room on this node.
+func (r *registry) roomSize(name string) int {
+	s := &r.rooms[r.shardOf(name)]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if rm := s.rooms[name]; rm != nil {
+		return len(rm.users)
+	}
+	return 0
+}
+
 // onlineUsers returns the sorted users with a connection on this node.
 func (r *registry) onlineUsers() []string {
 	users := []string{}

@@ -221,17 +221,12 @@ func (h *Hub) handleJoin(c *Conn, req *protocol.Request) {
 		h.interest(roomChannelPfx+req.Room, +1)
 	}
 	unlock := h.lockRoom(req.Room)
-	first, size, ok := h.reg.joinRoom(c, req.Room, echo)
+	first, _, ok := h.reg.joinRoom(c, req.Room, echo)
 	if ok && first {
+		// Presence announces the join to the room's members on every node
+		// where it is the user's first connection in the room anywhere.
 		if err := h.presence.Join(h.ctx, req.Room, c.user); err != nil {
 			h.log.Error("presence join failed", "error", err, "room", req.Room)
-		}
-		h.presenceChanged(RoomJoin, c.user, req.Room)
-		if size > h.opts.PresenceBatchSize {
-			h.diffs.add(req.Room, c.user, true)
-		} else {
-			h.diffs.invalidate(req.Room)
-			h.announceFrom(c.id, req.Room, protocol.Join(req.Room, c.user))
 		}
 	}
 	unlock()
@@ -254,7 +249,7 @@ func (h *Hub) handleJoin(c *Conn, req *protocol.Request) {
 		ack.Messages = [][]byte{}
 	}
 	current := func() ([]string, error) { return h.presence.RoomUsers(h.ctx, req.Room) }
-	if size > h.opts.PresenceBatchSize {
+	if size, err := h.presence.RoomSize(h.ctx, req.Room); err == nil && size > h.opts.PresenceBatchSize {
 		snapshot, err := h.diffs.snapshot(req.Room, current)
 		if err == nil {
 			head, tail := protocol.AckAround(&ack)

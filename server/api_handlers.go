@@ -320,14 +320,16 @@ func (a *api) users(w http.ResponseWriter, r *http.Request, _ int) {
 	writeJSON(w, http.StatusOK, map[string]any{"users": nonNil(users)})
 }
 
-// stats answers for this node only: presence is per node, so cluster-wide
-// sums (every node in nodes) wait for a cluster-wide Presence.
+// stats answers for the cluster: distinct users and rooms, connections
+// summed, and each live node's own counts (this node first; the others as
+// of their last heartbeat).
 func (a *api) stats(w http.ResponseWriter, _ *http.Request, _ int) {
-	st := a.hub.Stats()
-	writeJSON(w, http.StatusOK, statsResponse{
-		Connections: st.Connections, Users: st.Users, Rooms: st.Rooms,
-		Nodes: []nodeStats{{ID: a.hub.NodeID(), Connections: st.Connections, Users: st.Users, Rooms: st.Rooms}},
-	})
+	st, nodes := a.hub.ClusterStats()
+	resp := statsResponse{Connections: st.Connections, Users: st.Users, Rooms: st.Rooms}
+	for _, n := range nodes {
+		resp.Nodes = append(resp.Nodes, nodeStats{ID: n.ID, Connections: n.Connections, Users: n.Users, Rooms: n.Rooms})
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 func nonNil(s []string) []string {

@@ -74,6 +74,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		PingInterval:   cfg.PingInterval,
 		PongTimeout:    cfg.PongTimeout,
 		NodeID:         cfg.NodeID,
+		PresenceTTL:    cfg.PresenceTTL,
 		Logger:         log,
 		Limits: switchboard.Limits{
 			MaxMessageBytes: cfg.MaxMessageBytes,

@@ -1,0 +1,548 @@
+package switchboard
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+)
+
+// clusterPresence is the Presence of a multi-node cluster. Every node keeps
+// a replica of every node's share (which users it has online, and in which
+// rooms) and keeps it in step over the Broker's presence channel:
+//
+//   - each change of this node's share goes out as a numbered delta;
+//   - every PresenceTTL/3 a heartbeat carries the newest number, so a
+//     receiver that missed a delta (broker outage, late start) notices the
+//     gap and asks that node for a snapshot of its share;
+//   - a node not heard from for PresenceTTL, while this node hears its own
+//     heartbeats (so the broker works), is dropped with all its users.
+//
+// A user is in a room when any node's share says so; the cluster-wide
+// transitions (first share to hold the user, last share to drop it) are
+// reported to the hub, which announces them to its own members. Queries
+// are answered from memory, without a round trip.
+type clusterPresence struct {
+	self    string
+	started int64 // unix nanoseconds; the oldest live node reports expiries
+	ttl     time.Duration
+	broker  Broker
+	stats   func() Stats
+	log     *slog.Logger
+	changed func(PresenceChange)
+
+	// Lock order: sendMu before mu. sendMu keeps this node's numbered
+	// messages in number order on the broker; mu guards the replica.
+	sendMu sync.Mutex
+	mu     sync.Mutex
+	seq    uint64
+	peers  map[string]*peer // every node heard from, this one included
+	me     *peer
+	rooms  map[string]int // users per room, cluster-wide
+	// selfHeard is when this node last heard its own heartbeat back: the
+	// broker works, so silence from another node means that node is gone.
+	selfHeard time.Time
+	wantSync  map[string]bool // nodes to ask for a snapshot; "" asks all
+	wantSnap  bool            // a node asked for this node's snapshot
+
+	wake   chan struct{}
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// peer is one node's share as this node knows it.
+type peer struct {
+	id        string
+	started   int64
+	heard     time.Time
+	seq       uint64 // the newest delta applied
+	synced    bool   // share is complete up to seq
+	asked     time.Time
+	share     share
+	conns     int // from its heartbeat
+	users     int
+	roomCount int
+
+	incoming *share // a snapshot being assembled
+	nextPart int
+}
+
+type share struct {
+	rooms map[string]map[string]struct{}
+	users map[string]struct{}
+}
+
+func newShare() share {
+	return share{rooms: map[string]map[string]struct{}{}, users: map[string]struct{}{}}
+}
+
+const (
+	snapshotDelay     = 25 * time.Millisecond // coalesces the requests of several nodes
+	snapshotPartItems = 1000                  // names per snapshot message, well under broker limits
+)
+
+func newClusterPresence(h *Hub) *clusterPresence {
+	cp := &clusterPresence{
+		self:     h.opts.NodeID,
+		started:  time.Now().UnixNano(),
+		ttl:      h.opts.PresenceTTL,
+		broker:   h.broker,
+		stats:    h.Stats,
+		log:      h.log,
+		peers:    map[string]*peer{},
+		rooms:    map[string]int{},
+		wantSync: map[string]bool{"": true}, // a new node asks everyone
+		wake:     make(chan struct{}, 1),
+	}
+	cp.me = &peer{id: cp.self, started: cp.started, synced: true, share: newShare()}
+	cp.peers[cp.self] = cp.me
+	return cp
+}
+
+// Start implements Presence.
+func (cp *clusterPresence) Start(ctx context.Context, changed func(PresenceChange)) error {
+	cp.changed = changed
+	ctx, cp.cancel = context.WithCancel(ctx)
+	cp.wg.Add(1)
+	go cp.run(ctx)
+	return nil
+}
+
+// Close implements Presence: it tells the other nodes to drop this one at
+// once instead of after PresenceTTL.
+func (cp *clusterPresence) Close() error {
+	if cp.cancel == nil {
+		return nil
+	}
+	cp.cancel()
+	cp.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	cp.sendMu.Lock()
+	defer cp.sendMu.Unlock()
+	return cp.publish(ctx, &presenceMsg{Type: msgBye})
+}
+
+func (cp *clusterPresence) run(ctx context.Context) {
+	defer cp.wg.Done()
+	tick := time.NewTicker(cp.ttl / 3)
+	defer tick.Stop()
+	var snap <-chan time.Time
+	cp.heartbeat(ctx)
+	cp.signal()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			cp.heartbeat(ctx)
+			cp.expire(now)
+		case <-cp.wake:
+			cp.mu.Lock()
+			want := cp.wantSync
+			cp.wantSync = nil
+			snapWanted := cp.wantSnap
+			cp.mu.Unlock()
+			if len(want) > 0 {
+				cp.askSnapshots(ctx, want)
+			}
+			if snapWanted && snap == nil {
+				snap = time.After(snapshotDelay)
+			}
+		case <-snap:
+			snap = nil
+			cp.mu.Lock()
+			cp.wantSnap = false
+			cp.mu.Unlock()
+			cp.sendSnapshot(ctx)
+		}
+	}
+}
+
+func (cp *clusterPresence) signal() {
+	select {
+	case cp.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Join implements Presence.
+func (cp *clusterPresence) Join(ctx context.Context, room, user string) error {
+	return cp.local(ctx, msgJoin, room, user)
+}
+
+// Leave implements Presence.
+func (cp *clusterPresence) Leave(ctx context.Context, room, user string) error {
+	return cp.local(ctx, msgLeave, room, user)
+}
+
+// Connect implements Presence.
+func (cp *clusterPresence) Connect(ctx context.Context, user string) error {
+	return cp.local(ctx, msgConnect, "", user)
+}
+
+// Disconnect implements Presence.
+func (cp *clusterPresence) Disconnect(ctx context.Context, user string) error {
+	return cp.local(ctx, msgDisconnect, "", user)
+}
+
+// local applies a change of this node's share and sends it as the next
+// numbered delta.
+func (cp *clusterPresence) local(ctx context.Context, typ, room, user string) error {
+	cp.sendMu.Lock()
+	defer cp.sendMu.Unlock()
+	cp.mu.Lock()
+	if !cp.apply(cp.me, typ, room, user, true) {
+		cp.mu.Unlock()
+		return nil // the share already says so
+	}
+	cp.seq++
+	cp.me.seq = cp.seq
+	m := presenceMsg{Type: typ, Seq: cp.seq, Room: room, User: user}
+	cp.mu.Unlock()
+	if err := cp.publish(ctx, &m); err != nil {
+		return fmt.Errorf("presence %s: %w", typ, err)
+	}
+	return nil
+}
+
+// apply changes p's share, reporting a cluster-wide transition, and says
+// whether the share changed. Called with mu held.
+func (cp *clusterPresence) apply(p *peer, typ, room, user string, notify bool) bool {
+	switch typ {
+	case msgJoin:
+		members := p.share.rooms[room]
+		if _, in := members[user]; in {
+			return false
+		}
+		first := !cp.inRoomElsewhere(p, room, user)
+		if members == nil {
+			members = map[string]struct{}{}
+			p.share.rooms[room] = members
+		}
+		members[user] = struct{}{}
+		if first {
+			cp.rooms[room]++
+			cp.changed(PresenceChange{Kind: RoomJoin, User: user, Room: room, Members: cp.rooms[room], Notify: notify})
+		}
+	case msgLeave:
+		members := p.share.rooms[room]
+		if _, in := members[user]; !in {
+			return false
+		}
+		delete(members, user)
+		if len(members) == 0 {
+			delete(p.share.rooms, room)
+		}
+		if !cp.inRoomElsewhere(p, room, user) {
+			cp.rooms[room]--
+			if cp.rooms[room] <= 0 {
+				delete(cp.rooms, room)
+			}
+			cp.changed(PresenceChange{Kind: RoomLeave, User: user, Room: room, Members: cp.rooms[room], Notify: notify})
+		}
+	case msgConnect:
+		if _, in := p.share.users[user]; in {
+			return false
+		}
+		first := !cp.onlineElsewhere(p, user)
+		p.share.users[user] = struct{}{}
+		if first {
+			cp.changed(PresenceChange{Kind: UserOnline, User: user, Notify: notify})
+		}
+	case msgDisconnect:
+		if _, in := p.share.users[user]; !in {
+			return false
+		}
+		delete(p.share.users, user)
+		if !cp.onlineElsewhere(p, user) {
+			cp.changed(PresenceChange{Kind: UserOffline, User: user, Notify: notify})
+		}
+	default:
+		return false
+	}
+	return true
+}
+
+func (cp *clusterPresence) inRoomElsewhere(p *peer, room, user string) bool {
+	for _, q := range cp.peers {
+		if q != p {
+			if _, in := q.share.rooms[room][user]; in {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (cp *clusterPresence) onlineElsewhere(p *peer, user string) bool {
+	for _, q := range cp.peers {
+		if q != p {
+			if _, in := q.share.users[user]; in {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// replace makes next p's share, reporting every transition: users who
+// came first (online, then their rooms) and users who went (rooms, then
+// offline). Called with mu held.
+func (cp *clusterPresence) replace(p *peer, next share, notify bool) {
+	old := p.share
+	for room, members := range old.rooms {
+		for user := range members {
+			if _, keep := next.rooms[room][user]; !keep {
+				cp.apply(p, msgLeave, room, user, notify)
+			}
+		}
+	}
+	for user := range old.users {
+		if _, keep := next.users[user]; !keep {
+			cp.apply(p, msgDisconnect, "", user, notify)
+		}
+	}
+	for user := range next.users {
+		cp.apply(p, msgConnect, "", user, notify)
+	}
+	for room, members := range next.rooms {
+		for user := range members {
+			cp.apply(p, msgJoin, room, user, notify)
+		}
+	}
+}
+
+// receive applies a message from another node.
+func (cp *clusterPresence) receive(b []byte) {
+	var m presenceMsg
+	if err := json.Unmarshal(b, &m); err != nil || m.Node == "" {
+		cp.log.Warn("presence message dropped", "error", err, "bytes", len(b))
+		return
+	}
+	now := time.Now()
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if m.Node == cp.self {
+		if m.Type == msgHeartbeat {
+			cp.selfHeard = now
+		}
+		return
+	}
+	p := cp.peers[m.Node]
+	if p == nil {
+		if m.Type == msgBye {
+			return
+		}
+		// A node heard for the first time is complete as long as its first
+		// numbered message is number 1; anything else is a gap.
+		p = &peer{id: m.Node, synced: true, share: newShare()}
+		cp.peers[m.Node] = p
+		cp.log.Info("cluster node joined", "node_id", m.Node)
+	}
+	p.heard = now
+	p.started = m.Started
+	switch m.Type {
+	case msgJoin, msgLeave, msgConnect, msgDisconnect:
+		switch {
+		case m.Seq <= p.seq: // already applied, or covered by a snapshot
+		case p.synced && m.Seq == p.seq+1:
+			p.seq = m.Seq
+			cp.apply(p, m.Type, m.Room, m.User, false)
+		default:
+			cp.lost(p, now)
+		}
+	case msgHeartbeat:
+		p.conns, p.users, p.roomCount = m.Conns, m.UserCount, m.RoomCount
+		if m.Seq > p.seq || !p.synced {
+			cp.lost(p, now)
+		}
+	case msgSnapshot:
+		cp.snapshotPart(p, &m, now)
+	case msgSync:
+		if len(m.To) == 0 || slices.Contains(m.To, cp.self) {
+			cp.wantSnap = true
+			cp.signal()
+		}
+	case msgBye:
+		delete(cp.peers, p.id)
+		cp.replace(p, newShare(), cp.isLeader())
+		cp.log.Info("cluster node left", "node_id", p.id)
+	}
+}
+
+// lost marks p's share incomplete and asks for a snapshot, at most once
+// per heartbeat interval. Called with mu held.
+func (cp *clusterPresence) lost(p *peer, now time.Time) {
+	p.synced = false
+	if now.Sub(p.asked) < cp.ttl/3 {
+		return
+	}
+	p.asked = now
+	if cp.wantSync == nil {
+		cp.wantSync = map[string]bool{}
+	}
+	cp.wantSync[p.id] = true
+	cp.signal()
+}
+
+func (cp *clusterPresence) snapshotPart(p *peer, m *presenceMsg, now time.Time) {
+	if m.Part == 0 {
+		in := newShare()
+		p.incoming, p.nextPart = &in, 0
+	}
+	if p.incoming == nil || m.Part != p.nextPart {
+		p.incoming = nil
+		cp.lost(p, now)
+		return
+	}
+	p.nextPart++
+	for _, u := range m.Users {
+		p.incoming.users[u] = struct{}{}
+	}
+	for room, users := range m.Rooms {
+		members := p.incoming.rooms[room]
+		if members == nil {
+			members = map[string]struct{}{}
+			p.incoming.rooms[room] = members
+		}
+		for _, u := range users {
+			members[u] = struct{}{}
+		}
+	}
+	if !m.Last {
+		return
+	}
+	next := *p.incoming
+	p.incoming = nil
+	if p.synced && m.Seq < p.seq {
+		return // older than what was applied since (cannot happen in order)
+	}
+	cp.replace(p, next, false)
+	p.seq, p.synced = m.Seq, true
+}
+
+// isLeader says whether this node is the oldest live one, the one that
+// reports the transitions of nodes that left. Called with mu held.
+func (cp *clusterPresence) isLeader() bool {
+	for _, p := range cp.peers {
+		if p.started < cp.started || (p.started == cp.started && p.id < cp.self) {
+			return false
+		}
+	}
+	return true
+}
+
+// expire drops the nodes this one has not heard from for the TTL while
+// hearing its own heartbeats.
+func (cp *clusterPresence) expire(now time.Time) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if now.Sub(cp.selfHeard) > cp.ttl {
+		return // the broker is not carrying this node's messages: no verdict
+	}
+	var gone []*peer
+	for id, p := range cp.peers {
+		if p != cp.me && cp.selfHeard.Sub(p.heard) > cp.ttl {
+			delete(cp.peers, id)
+			gone = append(gone, p)
+		}
+	}
+	notify := cp.isLeader()
+	for _, p := range gone {
+		cp.log.Warn("cluster node expired", "node_id", p.id, "users", len(p.share.users),
+			"silent_ms", now.Sub(p.heard).Milliseconds())
+		cp.replace(p, newShare(), notify)
+	}
+}
+
+func (cp *clusterPresence) heartbeat(ctx context.Context) {
+	st := cp.stats()
+	cp.sendMu.Lock()
+	defer cp.sendMu.Unlock()
+	cp.mu.Lock()
+	m := presenceMsg{Type: msgHeartbeat, Seq: cp.seq, Conns: st.Connections, UserCount: st.Users, RoomCount: st.Rooms}
+	cp.mu.Unlock()
+	if err := cp.publish(ctx, &m); err != nil && ctx.Err() == nil {
+		cp.log.Warn("presence heartbeat failed", "error", err)
+	}
+}
+
+func (cp *clusterPresence) askSnapshots(ctx context.Context, want map[string]bool) {
+	m := presenceMsg{Type: msgSync}
+	if !want[""] {
+		for id := range want {
+			m.To = append(m.To, id)
+		}
+		sort.Strings(m.To)
+	}
+	if err := cp.publish(ctx, &m); err != nil && ctx.Err() == nil {
+		cp.log.Warn("presence snapshot request failed", "error", err)
+	}
+}
+
+// sendSnapshot publishes this node's whole share in parts. sendMu keeps
+// deltas out from between the parts.
+func (cp *clusterPresence) sendSnapshot(ctx context.Context) {
+	cp.sendMu.Lock()
+	defer cp.sendMu.Unlock()
+	cp.mu.Lock()
+	parts := splitShare(cp.me.share, cp.seq)
+	cp.mu.Unlock()
+	for i := range parts {
+		if err := cp.publish(ctx, &parts[i]); err != nil {
+			if ctx.Err() == nil {
+				cp.log.Warn("presence snapshot failed", "error", err)
+			}
+			return
+		}
+	}
+}
+
+// splitShare encodes s as snapshot messages of at most snapshotPartItems
+// names each.
+func splitShare(s share, seq uint64) []presenceMsg {
+	var parts []presenceMsg
+	cur := presenceMsg{Type: msgSnapshot, Seq: seq}
+	n := 0
+	flush := func() {
+		parts = append(parts, cur)
+		cur = presenceMsg{Type: msgSnapshot, Seq: seq, Part: len(parts)}
+		n = 0
+	}
+	for u := range s.users {
+		if n == snapshotPartItems {
+			flush()
+		}
+		cur.Users = append(cur.Users, u)
+		n++
+	}
+	for room, members := range s.rooms {
+		for u := range members {
+			if n == snapshotPartItems {
+				flush()
+			}
+			if cur.Rooms == nil {
+				cur.Rooms = map[string][]string{}
+			}
+			cur.Rooms[room] = append(cur.Rooms[room], u)
+			n++
+		}
+	}
+	cur.Last = true
+	return append(parts, cur)
+}
+
+func (cp *clusterPresence) publish(ctx context.Context, m *presenceMsg) error {
+	m.Node, m.Started = cp.self, cp.started
+	body, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode presence message: %w", err)
+	}
+	env := envelope{kind: kindPresence, frame: body}
+	return cp.broker.Publish(ctx, channelPresence, env.marshal())
+}

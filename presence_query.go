@@ -1,0 +1,130 @@
+package switchboard
+
+import (
+	"context"
+	"sort"
+	"time"
+)
+
+// presenceMsg is what nodes tell each other on the presence channel, as
+// JSON: rare enough (a user's first or last connection somewhere) that
+// readability on the wire wins over a binary form.
+type presenceMsg struct {
+	Type    string `json:"t"`
+	Node    string `json:"n"`
+	Started int64  `json:"st"`
+	Seq     uint64 `json:"q"`
+	Room    string `json:"r,omitempty"`
+	User    string `json:"u,omitempty"`
+	// To names the nodes asked for a snapshot; empty asks all.
+	To []string `json:"to,omitempty"`
+	// Snapshot parts, numbered from 0; Last closes the snapshot.
+	Part  int                 `json:"p,omitempty"`
+	Last  bool                `json:"z,omitempty"`
+	Users []string            `json:"us,omitempty"`
+	Rooms map[string][]string `json:"rs,omitempty"`
+	// Heartbeat counts, for cluster stats.
+	Conns     int `json:"cn,omitempty"`
+	UserCount int `json:"un,omitempty"`
+	RoomCount int `json:"rn,omitempty"`
+}
+
+// Presence message types. Join, leave, connect and disconnect are numbered
+// deltas of the sender's share.
+const (
+	msgJoin       = "j"
+	msgLeave      = "l"
+	msgConnect    = "c"
+	msgDisconnect = "d"
+	msgHeartbeat  = "h"
+	msgSnapshot   = "s"
+	msgSync       = "y" // please send a snapshot
+	msgBye        = "b" // the sender is shutting down
+)
+
+// RoomUsers implements Presence.
+func (cp *clusterPresence) RoomUsers(_ context.Context, room string) ([]string, error) {
+	cp.mu.Lock()
+	seen := make(map[string]struct{}, cp.rooms[room])
+	for _, p := range cp.peers {
+		for u := range p.share.rooms[room] {
+			seen[u] = struct{}{}
+		}
+	}
+	cp.mu.Unlock()
+	return sortedKeys(seen), nil
+}
+
+// RoomSize implements Presence.
+func (cp *clusterPresence) RoomSize(_ context.Context, room string) (int, error) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	return cp.rooms[room], nil
+}
+
+// OnlineUsers implements Presence.
+func (cp *clusterPresence) OnlineUsers(context.Context) ([]string, error) {
+	cp.mu.Lock()
+	seen := make(map[string]struct{}, len(cp.me.share.users))
+	for _, p := range cp.peers {
+		for u := range p.share.users {
+			seen[u] = struct{}{}
+		}
+	}
+	cp.mu.Unlock()
+	return sortedKeys(seen), nil
+}
+
+// NodeInfo describes one node of the cluster as this node knows it.
+type NodeInfo struct {
+	ID          string    `json:"id"`
+	Connections int       `json:"connections"`
+	Users       int       `json:"users"`
+	Rooms       int       `json:"rooms"`
+	LastSeen    time.Time `json:"last_seen"`
+}
+
+// Nodes lists the live nodes of the cluster, this one first. Counts of
+// other nodes come from their last heartbeat (every PresenceTTL/3).
+func (h *Hub) Nodes() []NodeInfo {
+	st := h.Stats()
+	self := NodeInfo{ID: h.opts.NodeID, Connections: st.Connections, Users: st.Users, Rooms: st.Rooms, LastSeen: time.Now()}
+	if h.cluster == nil {
+		return []NodeInfo{self}
+	}
+	cp := h.cluster
+	cp.mu.Lock()
+	others := make([]NodeInfo, 0, len(cp.peers))
+	for _, p := range cp.peers {
+		if p != cp.me {
+			others = append(others, NodeInfo{ID: p.id, Connections: p.conns, Users: p.users, Rooms: p.roomCount, LastSeen: p.heard})
+		}
+	}
+	cp.mu.Unlock()
+	sort.Slice(others, func(i, j int) bool { return others[i].ID < others[j].ID })
+	return append([]NodeInfo{self}, others...)
+}
+
+// ClusterStats returns the cluster's distinct users and rooms, its
+// connections summed over the nodes, and the nodes themselves.
+func (h *Hub) ClusterStats() (Stats, []NodeInfo) {
+	nodes := h.Nodes()
+	if h.cluster == nil {
+		return h.Stats(), nodes
+	}
+	var st Stats
+	for _, n := range nodes {
+		st.Connections += n.Connections
+	}
+	cp := h.cluster
+	cp.mu.Lock()
+	online := make(map[string]struct{}, len(cp.me.share.users))
+	for _, p := range cp.peers {
+		for u := range p.share.users {
+			online[u] = struct{}{}
+		}
+	}
+	st.Users, st.Rooms = len(online), len(cp.rooms)
+	cp.mu.Unlock()
+	return st, nodes
+}
