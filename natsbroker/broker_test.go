@@ -226,3 +226,10 @@ func BenchmarkPublish(b *testing.B) {
 func TestChurn(t *testing.T) {
 	suite(natsURL).Churn(t, uniquePrefix(), 10000)
 }
+
+// TestPresence: three nodes share presence; two devices of a user racing
+// to join on two nodes are announced once; a node cut off from the broker
+// is forgotten within the TTL.
+func TestPresence(t *testing.T) {
+	suite(natsURL).Presence(t, uniquePrefix())
+}

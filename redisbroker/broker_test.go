@@ -234,3 +234,10 @@ func itoa(n int) string { return strconv.Itoa(n) }
 func TestChurn(t *testing.T) {
 	suite(needRedis(t)).Churn(t, uniquePrefix(), 10000)
 }
+
+// TestPresence: three nodes share presence; two devices of a user racing
+// to join on two nodes are announced once; a node cut off from the broker
+// is forgotten within the TTL.
+func TestPresence(t *testing.T) {
+	suite(needRedis(t)).Presence(t, uniquePrefix())
+}

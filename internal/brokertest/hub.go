@@ -23,6 +23,7 @@ type frame struct {
 	Room string          `json:"room"`
 	To   string          `json:"to"`
 	From string          `json:"from"`
+	User string          `json:"user"`
 	Data json.RawMessage `json:"data"`
 }
 
