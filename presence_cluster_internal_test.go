@@ -1,0 +1,259 @@
+package switchboard
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// bus is an in-process stand-in for a broker server, for unit tests of the
+// presence protocol only (the real brokers run the same checks in
+// internal/brokertest). Each node gets its payloads in publish order on
+// its own goroutine, as from a real broker connection.
+type bus struct {
+	mu    sync.Mutex
+	nodes []*busNode
+	// drop, if set, loses a payload on its way to one node.
+	drop func(to *busNode, channel string, payload []byte) bool
+}
+
+type busNode struct {
+	bus   *bus
+	in    chan [2][]byte
+	done  chan struct{}
+	once  sync.Once
+	subs  sync.Map
+	start sync.Once
+}
+
+func (b *bus) node() *busNode {
+	n := &busNode{bus: b, in: make(chan [2][]byte, 1<<14), done: make(chan struct{})}
+	b.mu.Lock()
+	b.nodes = append(b.nodes, n)
+	b.mu.Unlock()
+	return n
+}
+
+func (n *busNode) Start(_ context.Context, deliver func(string, []byte)) error {
+	go func() {
+		for {
+			select {
+			case m := <-n.in:
+				deliver(string(m[0]), m[1])
+			case <-n.done:
+				return
+			}
+		}
+	}()
+	return nil
+}
+
+func (n *busNode) Publish(_ context.Context, channel string, payload []byte) error {
+	select {
+	case <-n.done:
+		return fmt.Errorf("bus node closed")
+	default:
+	}
+	n.bus.mu.Lock()
+	defer n.bus.mu.Unlock()
+	for _, to := range n.bus.nodes {
+		if _, ok := to.subs.Load(channel); !ok {
+			continue
+		}
+		if n.bus.drop != nil && n.bus.drop(to, channel, payload) {
+			continue
+		}
+		select {
+		case to.in <- [2][]byte{[]byte(channel), slices.Clone(payload)}:
+		case <-to.done:
+		}
+	}
+	return nil
+}
+
+func (n *busNode) Subscribe(_ context.Context, channel string) error {
+	n.subs.Store(channel, true)
+	return nil
+}
+
+func (n *busNode) Unsubscribe(_ context.Context, channel string) error {
+	n.subs.Delete(channel)
+	return nil
+}
+
+func (n *busNode) Close() error {
+	n.once.Do(func() { close(n.done) })
+	return nil
+}
+
+func busHub(t *testing.T, b *bus, id string) *Hub {
+	t.Helper()
+	h, err := New(Options{
+		Broker: b.node(), NodeID: id, PresenceTTL: 600 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	return h
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func roomUsersAre(h *Hub, room string, want int) func() bool {
+	return func() bool {
+		users, _ := h.RoomUsers(context.Background(), room)
+		n, _ := h.presence.RoomSize(context.Background(), room)
+		return len(users) == want && n == want
+	}
+}
+
+// A node that starts late learns a share bigger than one snapshot message
+// (several parts), and the counts agree with the lists.
+func TestPresenceSnapshotInParts(t *testing.T) {
+	b := &bus{}
+	a := busHub(t, b, "a")
+	ctx := context.Background()
+	const users = 2*snapshotPartItems + 17
+	for i := range users {
+		u := fmt.Sprintf("u%d", i)
+		if err := a.presence.Connect(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.presence.Join(ctx, "big", u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	late := busHub(t, b, "late")
+	eventually(t, "the late node has every user", roomUsersAre(late, "big", users))
+	online, _ := late.OnlineUsers(ctx)
+	if len(online) != users {
+		t.Fatalf("late node sees %d users online, want %d", len(online), users)
+	}
+	st, nodes := late.ClusterStats()
+	if st.Users != users || st.Rooms != 1 || len(nodes) != 2 {
+		t.Fatalf("cluster stats %+v with %d nodes, want %d users, 1 room, 2 nodes", st, len(nodes), users)
+	}
+}
+
+// Deltas lost on the way (a broker hiccup) are noticed at the next
+// heartbeat and repaired with a snapshot.
+func TestPresenceRepairsAGap(t *testing.T) {
+	b := &bus{}
+	a := busHub(t, b, "a")
+	other := busHub(t, b, "b")
+	eventually(t, "nodes see each other", func() bool { return len(other.Nodes()) == 2 })
+	var lost sync.Mutex
+	dropping := true
+	b.mu.Lock()
+	b.drop = func(to *busNode, channel string, payload []byte) bool {
+		lost.Lock()
+		defer lost.Unlock()
+		// Lose a's deltas to b, but let heartbeats through.
+		return dropping && channel == channelPresence && to != a.broker && strings.Contains(string(payload), `"t":"j"`)
+	}
+	b.mu.Unlock()
+	ctx := context.Background()
+	for i := range 5 {
+		if err := a.presence.Join(ctx, "r", fmt.Sprintf("u%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lost.Lock()
+	dropping = false
+	lost.Unlock()
+	eventually(t, "b repairs its copy of a's share", roomUsersAre(other, "r", 5))
+}
+
+// While this node does not hear itself, silence proves nothing: nobody is
+// dropped. Once it hears itself again, a node silent past the TTL is.
+func TestPresenceExpiryNeedsAWorkingBroker(t *testing.T) {
+	b := &bus{}
+	a := busHub(t, b, "a")
+	other := busHub(t, b, "b")
+	eventually(t, "nodes see each other", func() bool { return len(a.Nodes()) == 2 })
+	if err := other.presence.Join(context.Background(), "r", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a sees bob", roomUsersAre(a, "r", 1))
+	cp := a.cluster
+	later := time.Now().Add(10 * cp.ttl)
+	cp.expire(later) // a's own heartbeat is as old as b's: no verdict
+	if users, _ := a.RoomUsers(context.Background(), "r"); len(users) != 1 {
+		t.Fatalf("b's users dropped while the broker was silent for everyone: %v", users)
+	}
+	cp.mu.Lock()
+	cp.selfHeard = later
+	cp.mu.Unlock()
+	cp.expire(later)
+	if users, _ := a.RoomUsers(context.Background(), "r"); len(users) != 0 || len(a.Nodes()) != 1 {
+		t.Fatalf("after b's silence with a working broker: users %v, nodes %v", users, a.Nodes())
+	}
+}
+
+// FuzzPresenceReceive: whatever a peer sends, the replica stays
+// consistent (counts match lists) and nothing panics.
+func FuzzPresenceReceive(f *testing.F) {
+	for _, s := range []string{
+		`{"t":"j","n":"x","st":1,"q":1,"r":"r","u":"u"}`,
+		`{"t":"l","n":"x","st":1,"q":2,"r":"r","u":"u"}`,
+		`{"t":"c","n":"x","st":1,"q":1,"u":"u"}`,
+		`{"t":"h","n":"x","st":1,"q":9,"cn":3}`,
+		`{"t":"s","n":"x","st":1,"q":9,"p":0,"us":["u"],"rs":{"r":["u","v"]}}`,
+		`{"t":"s","n":"x","st":1,"q":9,"p":1,"z":true,"rs":{"r":["w"]}}`,
+		`{"t":"y","n":"x","to":["fuzz"]}`,
+		`{"t":"b","n":"x"}`,
+		`{"t":"j","n":"fuzz","q":1,"r":"r","u":"u"}`,
+		`not json`,
+	} {
+		f.Add([]byte(s))
+	}
+	h, err := New(Options{Broker: (&bus{}).node(), NodeID: "fuzz", PresenceTTL: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer h.Close()
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		cp := h.cluster
+		for _, part := range strings.Split(string(msg), "\n") {
+			cp.receive([]byte(part))
+		}
+		cp.mu.Lock()
+		defer cp.mu.Unlock()
+		for _, p := range cp.peers {
+			for room := range p.share.rooms {
+				if cp.rooms[room] <= 0 {
+					t.Fatalf("room %q held by %s is not counted", room, p.id)
+				}
+			}
+		}
+		for room, n := range cp.rooms {
+			seen := map[string]bool{}
+			for _, p := range cp.peers {
+				for u := range p.share.rooms[room] {
+					seen[u] = true
+				}
+			}
+			if n != len(seen) || n <= 0 {
+				t.Fatalf("room %q counted %d users, holds %d", room, n, len(seen))
+			}
+		}
+	})
+}
