@@ -322,6 +322,15 @@ func (cp *clusterPresence) replace(p *peer, next share, notify bool) {
 	}
 }
 
+// dropShare reports the transitions of a share that is gone: p holds
+// the share no more. Called with mu held.
+func (cp *clusterPresence) dropShare(p *peer, gone share) {
+	// The ghost is in no peer list, so each of its users counts as gone
+	// unless a live node holds them.
+	ghost := &peer{id: p.id, share: gone}
+	cp.replace(ghost, newShare(), cp.isLeader())
+}
+
 // receive applies a message from another node.
 func (cp *clusterPresence) receive(b []byte) {
 	var m presenceMsg
@@ -348,6 +357,18 @@ func (cp *clusterPresence) receive(b []byte) {
 		p = &peer{id: m.Node, synced: true, share: newShare()}
 		cp.peers[m.Node] = p
 		cp.log.Info("cluster node joined", "node_id", m.Node)
+	}
+	switch {
+	case m.Started < p.started:
+		return // a late word from an earlier run of a restarted node
+	case m.Started > p.started && p.started != 0:
+		// The node restarted under the same name: none of its earlier
+		// connections survived, so its earlier share is all gone.
+		cp.log.Info("cluster node restarted", "node_id", p.id)
+		stale := p.share
+		p.share = newShare()
+		p.seq, p.synced, p.incoming = 0, true, nil
+		cp.dropShare(p, stale)
 	}
 	p.heard = now
 	p.started = m.Started

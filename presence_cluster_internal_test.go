@@ -207,6 +207,21 @@ func TestPresenceExpiryNeedsAWorkingBroker(t *testing.T) {
 	}
 }
 
+// A node restarted under the same name starts its numbering again; its
+// earlier share is dropped and its new deltas apply.
+func TestPresenceNodeRestartedUnderTheSameName(t *testing.T) {
+	h := busHub(t, &bus{}, "me")
+	cp := h.cluster
+	cp.receive([]byte(`{"t":"j","n":"x","st":1,"q":1,"r":"r","u":"old"}`))
+	cp.receive([]byte(`{"t":"j","n":"x","st":1,"q":2,"r":"r","u":"both"}`))
+	cp.receive([]byte(`{"t":"j","n":"x","st":2,"q":1,"r":"r","u":"both"}`))
+	cp.receive([]byte(`{"t":"j","n":"x","st":1,"q":3,"r":"r","u":"late"}`)) // from the earlier run
+	users, _ := h.RoomUsers(context.Background(), "r")
+	if !slices.Equal(users, []string{"both"}) {
+		t.Fatalf("room after the restart: %v, want [both]", users)
+	}
+}
+
 // FuzzPresenceReceive: whatever a peer sends, the replica stays
 // consistent (counts match lists) and nothing panics.
 func FuzzPresenceReceive(f *testing.F) {

@@ -31,7 +31,7 @@ func TestTwoNodesShareABroker(t *testing.T) {
 			// Names unique to this run: the broker may be shared.
 			sfx := fmt.Sprintf("%x", rand.Uint64())
 			room, alice, bob := "r-"+sfx, "alice-"+sfx, "bob-"+sfx
-			args := []string{"--addr=127.0.0.1:0", "--broker=" + tc.broker, "--api-key=k", "--rate=1000", "--burst=1000"}
+			args := []string{"--addr=127.0.0.1:0", "--broker=" + tc.broker, "--cluster-name=c" + sfx, "--api-key=k", "--rate=1000", "--burst=1000"}
 			a := startServer(t, ctx, append(args, "--node-id=a-"+sfx)...)
 			b := startServer(t, ctx, append(args, "--node-id=b-"+sfx)...)
 

@@ -15,13 +15,21 @@ import (
 func newBroker(cfg *config.Config, log *slog.Logger) (switchboard.Broker, error) {
 	switch cfg.Broker {
 	case config.BrokerRedis:
-		b, err := redisbroker.New(redisbroker.Options{URL: cfg.RedisURL, Logger: log})
+		prefix := ""
+		if cfg.ClusterName != "" {
+			prefix = redisbroker.DefaultPrefix + cfg.ClusterName + ":"
+		}
+		b, err := redisbroker.New(redisbroker.Options{URL: cfg.RedisURL, Prefix: prefix, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("redis broker (--redis-url): %w", err)
 		}
 		return b, nil
 	case config.BrokerNATS:
-		b, err := natsbroker.New(natsbroker.Options{URL: cfg.NATSURL, Name: "switchboard " + cfg.NodeID, Logger: log})
+		prefix := ""
+		if cfg.ClusterName != "" {
+			prefix = natsbroker.DefaultPrefix + cfg.ClusterName + "."
+		}
+		b, err := natsbroker.New(natsbroker.Options{URL: cfg.NATSURL, Prefix: prefix, Name: "switchboard " + cfg.NodeID, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("nats broker (--nats-url): %w", err)
 		}

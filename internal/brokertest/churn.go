@@ -1,6 +1,7 @@
 package brokertest
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -55,6 +56,11 @@ func (s Suite) Churn(t *testing.T, ns string, cycles int) {
 	if s.Subscribers != nil {
 		s.expectSubscribers(t, ns, "room:room-0", 2)
 	}
+	everyone := []string{"u0", "u1", "u2", "u3"}
+	for _, h := range hubs {
+		expectUsers(t, "room-0 on "+h.NodeID(), func() ([]string, error) { return h.RoomUsers(context.Background(), "room-0") }, everyone...)
+		expectUsers(t, "online on "+h.NodeID(), func() ([]string, error) { return h.OnlineUsers(context.Background()) }, everyone...)
+	}
 	for _, c := range cs {
 		_ = c.conn.CloseNow()
 		for range c.frames { // let the reader finish: it may be blocked handing over presence frames
@@ -62,6 +68,14 @@ func (s Suite) Churn(t *testing.T, ns string, cycles int) {
 	}
 	for i := range clients {
 		Eventually(t, "connections gone", func() bool { return hubs[i%2].Count() == 0 })
+	}
+	for _, h := range hubs {
+		// Presence forgets everyone, on both nodes.
+		expectUsers(t, "online on "+h.NodeID(), func() ([]string, error) { return h.OnlineUsers(context.Background()) })
+		for r := range rooms {
+			room := fmt.Sprintf("room-%d", r)
+			expectUsers(t, room+" on "+h.NodeID(), func() ([]string, error) { return h.RoomUsers(context.Background(), room) })
+		}
 	}
 	if s.Subscribers != nil {
 		for r := range rooms {

@@ -78,16 +78,13 @@ func (s Suite) presenceNode(t *testing.T, ns, id string, log *presenceLog) prese
 
 func expectUsers(t *testing.T, what string, got func() ([]string, error), want ...string) {
 	t.Helper()
-	var last []string
 	Eventually(t, fmt.Sprintf("%s = %v", what, want), func() bool {
 		users, err := got()
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
-		last = users
 		return slices.Equal(users, want)
 	})
-	_ = last
 }
 
 // fence returns the join and leave frames observer receives until every

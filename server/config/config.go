@@ -44,6 +44,7 @@ type Config struct {
 	ShutdownTimeout time.Duration
 
 	Broker, RedisURL, NATSURL string
+	ClusterName               string
 	PresenceTTL               time.Duration
 	NodeID                    string
 
@@ -199,7 +200,9 @@ var specs = []spec{
 		field: func(c *Config) any { return &c.RedisURL }},
 	{name: "nats-url", def: "nats://127.0.0.1:4222", usage: "NATS address (with --broker=nats)",
 		field: func(c *Config) any { return &c.NATSURL }},
-	{name: "presence-ttl", kind: kDuration, def: "30s", usage: "cluster presence expiry",
+	{name: "cluster-name", def: "", usage: "separates clusters sharing one Redis or NATS server (letters, digits, - and _)",
+		field: func(c *Config) any { return &c.ClusterName }},
+	{name: "presence-ttl", kind: kDuration, def: "30s", usage: "how long a silent node's users stay present (nodes say they are alive every third of it)",
 		field: func(c *Config) any { return &c.PresenceTTL }},
 	{name: "node-id", show: "host name + random suffix", usage: "this node's name in the cluster",
 		field: func(c *Config) any { return &c.NodeID }},

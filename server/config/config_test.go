@@ -53,6 +53,7 @@ func TestDefaults(t *testing.T) {
 		{"redis-url", c.RedisURL, "redis://127.0.0.1:6379/0"},
 		{"nats-url", c.NATSURL, "nats://127.0.0.1:4222"},
 		{"presence-ttl", c.PresenceTTL, 30 * time.Second},
+		{"cluster-name", c.ClusterName, ""},
 		{"log-level", c.LogLevel, "info"},
 		{"log-format", c.LogFormat, "json"},
 		{"config", c.ConfigFile, ""},
@@ -86,8 +87,8 @@ func TestDefaults(t *testing.T) {
 
 func TestFlagsTable(t *testing.T) {
 	fs := Flags()
-	if len(fs) != 42 {
-		t.Errorf("Flags() has %d entries, want 42", len(fs))
+	if len(fs) != 43 {
+		t.Errorf("Flags() has %d entries, want 43", len(fs))
 	}
 	seen := map[string]bool{}
 	for _, f := range fs {

@@ -141,6 +141,7 @@ func TestValidate(t *testing.T) {
 		{"write-timeout", func(c *Config) { c.WriteTimeout = -1 }, "--write-timeout must be a positive duration"},
 		{"shutdown-timeout", func(c *Config) { c.ShutdownTimeout = 0 }, "--shutdown-timeout must be a positive duration"},
 		{"presence-ttl", func(c *Config) { c.PresenceTTL = 0 }, "--presence-ttl must be a positive duration"},
+		{"cluster-name", func(c *Config) { c.ClusterName = "a.b" }, "--cluster-name may hold only letters, digits, - and _"},
 		{"max-message-bytes", func(c *Config) { c.MaxMessageBytes = 0 }, "--max-message-bytes must be at least 1, got 0"},
 		{"burst", func(c *Config) { c.Burst = 0 }, "--burst must be at least 1, got 0"},
 		{"max-conns-per-user", func(c *Config) { c.MaxConnsPerUser = -1 }, "--max-conns-per-user must be at least 1, got -1"},

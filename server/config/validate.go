@@ -65,6 +65,12 @@ func (c *Config) Validate() error {
 			break
 		}
 	}
+	for _, r := range c.ClusterName {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			bad("--cluster-name may hold only letters, digits, - and _, got %q", c.ClusterName)
+			break
+		}
+	}
 	for _, o := range c.AllowedOrigins {
 		if strings.TrimSpace(o) == "" {
 			bad("--allowed-origins must not contain empty entries")
