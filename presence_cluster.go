@@ -343,6 +343,13 @@ func (cp *clusterPresence) receive(b []byte) {
 	defer cp.mu.Unlock()
 	if m.Node == cp.self {
 		if m.Type == msgHeartbeat {
+			if now.Sub(cp.selfHeard) > cp.ttl/2 {
+				// Back from an outage (or just started): nobody could be
+				// heard meanwhile, so everybody gets a full TTL to speak.
+				for _, p := range cp.peers {
+					p.heard = now
+				}
+			}
 			cp.selfHeard = now
 		}
 		return

@@ -198,6 +198,20 @@ func TestPresenceExpiryNeedsAWorkingBroker(t *testing.T) {
 	if users, _ := a.RoomUsers(context.Background(), "r"); len(users) != 1 {
 		t.Fatalf("b's users dropped while the broker was silent for everyone: %v", users)
 	}
+	// The broker returns: this node hears itself first, and b gets a full
+	// TTL to be heard too.
+	cp.mu.Lock()
+	long := time.Now().Add(-10 * cp.ttl)
+	cp.selfHeard = long
+	for _, p := range cp.peers {
+		p.heard = long
+	}
+	cp.mu.Unlock()
+	cp.receive([]byte(`{"t":"h","n":"a","st":1,"q":0}`))
+	cp.expire(time.Now())
+	if users, _ := a.RoomUsers(context.Background(), "r"); len(users) != 1 {
+		t.Fatalf("b's users dropped right after the broker returned: %v", users)
+	}
 	cp.mu.Lock()
 	cp.selfHeard = later
 	cp.mu.Unlock()
