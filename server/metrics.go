@@ -75,7 +75,9 @@ func newMetrics(node string) *metrics {
 	return m
 }
 
-func (m *metrics) attachHub(h *switchboard.Hub) { m.reg.MustRegister(newHubCollector(h)) }
+func (m *metrics) attachHub(h *switchboard.Hub, b switchboard.Broker) {
+	m.reg.MustRegister(newHubCollector(h), newClusterCollector(h, b))
+}
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})

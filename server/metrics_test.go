@@ -174,6 +174,8 @@ func checkType(t *testing.T, mf *dto.MetricFamily) {
 		"switchboard_connections": dto.MetricType_GAUGE, "switchboard_users_online": dto.MetricType_GAUGE,
 		"switchboard_rooms": dto.MetricType_GAUGE, "switchboard_ping_rtt_seconds": dto.MetricType_HISTOGRAM,
 		"switchboard_queue_bytes": dto.MetricType_HISTOGRAM,
+		"switchboard_broker_up":   dto.MetricType_GAUGE, "switchboard_cluster_nodes": dto.MetricType_GAUGE,
+		"switchboard_broker_subscriptions": dto.MetricType_GAUGE,
 	}
 	name := mf.GetName()
 	w, ok := want[name]
@@ -185,5 +187,25 @@ func checkType(t *testing.T, mf *dto.MetricFamily) {
 	}
 	if ok && mf.GetType() != w {
 		t.Errorf("%s has type %v, want %v", name, mf.GetType(), w)
+	}
+}
+
+// With a network broker, /metrics shows it up, its subscriptions (the
+// hub-wide and presence channels at least) and the cluster's nodes.
+func TestBrokerAndClusterMetrics(t *testing.T) {
+	srv, _ := testServer(t, "--broker=redis", "--cluster-name=m"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	deadline := time.Now().Add(10 * time.Second)
+	// The first presence heartbeat is published at start.
+	for testutilCounter(t, srv, "switchboard_broker_up") != 1 || testutilCounter(t, srv, "switchboard_broker_subscriptions") < 2 ||
+		testutilCounter(t, srv, "switchboard_broker_published_total") < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("broker not up in metrics: up=%v subscriptions=%v published=%v",
+				testutilCounter(t, srv, "switchboard_broker_up"), testutilCounter(t, srv, "switchboard_broker_subscriptions"),
+				testutilCounter(t, srv, "switchboard_broker_published_total"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := testutilCounter(t, srv, "switchboard_cluster_nodes"); n != 1 {
+		t.Fatalf("switchboard_cluster_nodes = %v, want 1", n)
 	}
 }

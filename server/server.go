@@ -99,7 +99,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		_ = broker.Close()
 		return nil, fmt.Errorf("start hub: %w", err)
 	}
-	m.attachHub(hub)
+	m.attachHub(hub, broker)
 	s := &Server{cfg: cfg, log: log, Hub: hub, mux: http.NewServeMux(), keys: keys, metrics: m, hooks: hooks, broker: broker}
 	s.mux.Handle("GET /ws", hub.Handler())
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
