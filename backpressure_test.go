@@ -112,9 +112,10 @@ func TestApplicationAPI(t *testing.T) {
 		if m := b.expect("message"); m.str("from") != "server" || m.str("room") != "news" {
 			t.Fatalf("got %v", m)
 		}
-		id, err := s.hub.SendToUser(ctx, "alice", json.RawMessage(`"hi"`))
-		if err != nil || id == "" {
-			t.Fatalf("SendToUser: %q %v", id, err)
+		sent, err := s.hub.SendToUser(ctx, "alice", json.RawMessage(`"hi"`))
+		id := sent.ID
+		if err != nil || id == "" || sent.Offset != 0 {
+			t.Fatalf("SendToUser: %+v %v", sent, err)
 		}
 		for _, c := range []*client{a1, a2} {
 			if m := c.expect("message"); m.str("to") != "alice" || m.str("id") != id {

@@ -79,6 +79,9 @@ type Conn struct {
 	// of names (MaxRooms bounds it) and a one-entry map costs ~700 bytes
 	// per idle connection where a slice costs 16.
 	rooms []string
+	// cursors follow the history streams the connection joined for
+	// recovery (see history_cursor.go); nil for most connections.
+	cursors []*cursor
 }
 
 // ID is the connection id, unique across the cluster.
@@ -115,24 +118,38 @@ func (c *Conn) isClosed() bool { return c.state.Load() >= stateClosing }
 // enqueue reports false so callers can count the drop. frame may be shared
 // between connections and must not be modified afterwards.
 func (c *Conn) enqueue(frame []byte) bool {
+	c.mu.Lock()
+	ok := c.pushLocked(frame)
+	c.mu.Unlock()
+	return ok
+}
+
+// pushLocked is enqueue with c.mu held, for callers that must order a frame
+// with other state of the connection (history cursors).
+func (c *Conn) pushLocked(frame []byte) bool {
 	if !c.reserve(len(frame)) {
 		return false
 	}
-	c.mu.Lock()
 	if c.isClosed() {
-		c.mu.Unlock()
 		c.pending.Add(-int64(len(frame)))
 		return false
 	}
 	c.queue = append(c.queue, frame)
 	c.startFlushLocked()
-	c.mu.Unlock()
 	return true
 }
 
 // enqueueParts queues one frame made of several buffers, written back to
 // back with nothing in between; shared parts are never copied.
 func (c *Conn) enqueueParts(parts ...[]byte) bool {
+	c.mu.Lock()
+	ok := c.pushPartsLocked(parts...)
+	c.mu.Unlock()
+	return ok
+}
+
+// pushPartsLocked is enqueueParts with c.mu held.
+func (c *Conn) pushPartsLocked(parts ...[]byte) bool {
 	n := 0
 	for _, p := range parts {
 		n += len(p)
@@ -140,15 +157,12 @@ func (c *Conn) enqueueParts(parts ...[]byte) bool {
 	if !c.reserve(n) {
 		return false
 	}
-	c.mu.Lock()
 	if c.isClosed() {
-		c.mu.Unlock()
 		c.pending.Add(-int64(n))
 		return false
 	}
 	c.queue = append(c.queue, parts...)
 	c.startFlushLocked()
-	c.mu.Unlock()
 	return true
 }
 

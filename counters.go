@@ -24,7 +24,7 @@ type counters struct {
 // The fixed label sets: metrics never carry ids, names or free text.
 var (
 	inboundTypes  = [...]string{"ping", "pong", "join", "leave", "publish", "send", "presence", "invalid"}
-	dropReasons   = [...]string{"slow_consumer", "rate_limited", "closed"}
+	dropReasons   = [...]string{"slow_consumer", "rate_limited", "closed", "history_gap"}
 	closeCodes    = [...]int{1000, 1001, 1002, 1003, 1006, 1007, 1008, 1009, 1011, 4000, 4001, 4002, 4003, 0}
 	rejectReasons = [...]string{"shutting_down", "too_many_handshakes", "bad_handshake", "origin_not_allowed",
 		"unauthorized", "server_full", "too_many_connections", "internal"}

@@ -69,6 +69,9 @@ func (h *Hub) sweepOnce(now time.Time) {
 	if n-h.lastPrune >= int64(time.Minute) {
 		h.lastPrune = n
 		h.handshakes.prune(now)
+		if h.memHist != nil {
+			h.memHist.sweep(now)
+		}
 	}
 	if n-h.lastDiffFlush >= int64(h.opts.PresenceBatchInterval) {
 		h.lastDiffFlush = n

@@ -47,6 +47,8 @@ type Hub struct {
 	broker   Broker
 	presence Presence
 	cluster  *clusterPresence // the default Presence of a multi-node broker, else nil
+	history  History          // nil when no stream keeps history
+	memHist  *memoryHistory   // the in-memory store, swept by the sweeper; else nil
 	log      *slog.Logger
 
 	handshakes *handshakeLimiter
@@ -103,6 +105,9 @@ func New(opts Options) (*Hub, error) {
 			h.cluster = newClusterPresence(h)
 			h.presence = h.cluster
 		}
+	}
+	if err := h.chooseHistory(); err != nil {
+		return nil, err
 	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if err := h.broker.Start(h.ctx, h.deliver); err != nil {
@@ -166,27 +171,40 @@ func (h *Hub) RoomUsers(ctx context.Context, room string) ([]string, error) {
 // UserConns returns the user's connections on this node, oldest first.
 func (h *Hub) UserConns(user string) []*Conn { return h.reg.userConns(user) }
 
+// Published identifies a message handed to the cluster.
+type Published struct {
+	ID string
+	// Offset and Epoch place the message in its stream's history; Offset
+	// is 0 when the room (or user) keeps none.
+	Offset uint64
+	Epoch  string
+}
+
 // Publish sends data (raw JSON) to every connection in room, on all nodes,
-// as a message from "server". It returns the message id.
-func (h *Hub) Publish(ctx context.Context, room string, data json.RawMessage) (string, error) {
+// as a message from "server". In a room that keeps history the message is
+// kept first and gets an offset.
+func (h *Hub) Publish(ctx context.Context, room string, data json.RawMessage) (Published, error) {
 	if msg := protocol.ValidateRoom(room); msg != "" {
-		return "", fmt.Errorf("publish: %s", msg)
+		return Published{}, fmt.Errorf("publish: %s", msg)
 	}
 	return h.publish(ctx, kindRoomMessage, "", room, ServerUser, data)
 }
 
-// SendToUser sends data to every connection of user, on all nodes.
-func (h *Hub) SendToUser(ctx context.Context, user string, data json.RawMessage) (string, error) {
+// SendToUser sends data to every connection of user, on all nodes (kept
+// when HistoryOptions.Users is set).
+func (h *Hub) SendToUser(ctx context.Context, user string, data json.RawMessage) (Published, error) {
 	if user == "" {
-		return "", errors.New("send: empty user id")
+		return Published{}, errors.New("send: empty user id")
 	}
 	return h.publish(ctx, kindUserMessage, "", user, ServerUser, data)
 }
 
 // Broadcast sends data to every connection on every node. The message
-// carries "broadcast": true instead of a room or a recipient.
+// carries "broadcast": true instead of a room or a recipient; it is never
+// kept.
 func (h *Hub) Broadcast(ctx context.Context, data json.RawMessage) (string, error) {
-	return h.publish(ctx, kindBroadcast, "", "", ServerUser, data)
+	p, err := h.publish(ctx, kindBroadcast, "", "", ServerUser, data)
+	return p.ID, err
 }
 
 // Disconnect closes every connection of user on all nodes with 4003 kicked.
@@ -203,14 +221,14 @@ func (h *Hub) nextMessageID() string {
 }
 
 // publish encodes the message once and hands it to the broker.
-func (h *Hub) publish(ctx context.Context, kind byte, origin, target, from string, data json.RawMessage) (string, error) {
+func (h *Hub) publish(ctx context.Context, kind byte, origin, target, from string, data json.RawMessage) (Published, error) {
 	if h.ctx.Err() != nil {
-		return "", ErrClosed
+		return Published{}, ErrClosed
 	}
 	if len(data) == 0 {
 		data = json.RawMessage("null")
 	} else if !json.Valid(data) {
-		return "", errors.New("data is not valid JSON")
+		return Published{}, errors.New("data is not valid JSON")
 	}
 	m := protocol.Message{From: from, Data: data, ID: h.nextMessageID(), TS: time.Now().UnixMilli()}
 	channel := channelAll
@@ -220,6 +238,22 @@ func (h *Hub) publish(ctx context.Context, kind byte, origin, target, from strin
 	case kindUserMessage:
 		m.To, channel = target, userChannelPfx+target
 	}
+	stream := ""
+	switch kind {
+	case kindRoomMessage:
+		stream = h.roomStream(target)
+	case kindUserMessage:
+		stream = h.userStream(target)
+	}
+	if stream != "" {
+		head, tail := protocol.AppendMessageAround(&m)
+		env := envelope{kind: kindKept, origin: origin, target: stream, frame: head}
+		offset, epoch, err := h.history.Append(ctx, stream, channel, env.marshal(), tail)
+		if err != nil {
+			return Published{}, fmt.Errorf("publish to history: %w", err)
+		}
+		return Published{ID: m.ID, Offset: offset, Epoch: epoch}, nil
+	}
 	var frame []byte
 	if kind == kindBroadcast {
 		frame = appendBroadcast(nil, &m)
@@ -228,9 +262,9 @@ func (h *Hub) publish(ctx context.Context, kind byte, origin, target, from strin
 	}
 	env := envelope{kind: kind, origin: origin, target: target, frame: frame}
 	if err := h.broker.Publish(ctx, channel, env.marshal()); err != nil {
-		return "", fmt.Errorf("publish: %w", err)
+		return Published{}, fmt.Errorf("publish: %w", err)
 	}
-	return m.ID, nil
+	return Published{ID: m.ID}, nil
 }
 
 func appendBroadcast(dst []byte, m *protocol.Message) []byte {
@@ -263,6 +297,10 @@ func (h *Hub) deliver(_ string, payload []byte) {
 		for _, c := range h.reg.userConns(env.target) {
 			h.closeConn(c, CloseKicked, "kicked")
 		}
+		return
+	}
+	if env.kind == kindKept {
+		h.deliverKept(&env)
 		return
 	}
 	frame := wsframe.AppendFrame(make([]byte, 0, wsframe.FrameSize(len(env.frame))), wsframe.OpText, env.frame)

@@ -189,6 +189,9 @@ type Options struct {
 	// PresenceTTL/3, and the others drop its users, announcing leave, once
 	// they have heard nothing from it for PresenceTTL. Default 30s.
 	PresenceTTL time.Duration
+	// History keeps the recent messages of chosen rooms (and users) so
+	// that a client coming back gets what it missed. Default: none.
+	History HistoryOptions
 	// NodeID names this node in logs, stats and ids. Default: random.
 	NodeID string
 	// Observer, if set, receives ping round-trip times and outbound
@@ -223,6 +226,7 @@ func (o Options) withDefaults() Options {
 	if o.PongTimeout <= 0 {
 		o.PongTimeout = DefaultPongTimeout
 	}
+	o.History = o.History.withDefaults()
 	if o.PresenceTTL <= 0 {
 		o.PresenceTTL = DefaultPresenceTTL
 	}

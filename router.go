@@ -138,6 +138,9 @@ func (h *Hub) handleText(c *Conn, payload []byte) {
 			return
 		}
 		h.leftRoom(c, req.Room)
+		if stream := h.joinStream(req.Room); stream != "" {
+			c.dropStream(stream)
+		}
 		h.ack(c, req.ID)
 	case protocol.TypePublish:
 		if h.mayPublish(c, &req) {
@@ -220,6 +223,12 @@ func (h *Hub) handleJoin(c *Conn, req *protocol.Request) {
 		// Subscribe before announcing so this node hears its own announcement.
 		h.interest(roomChannelPfx+req.Room, +1)
 	}
+	// A room with history: live messages wait from here until the join has
+	// read the history, so the two meet without a gap or a duplicate.
+	stream := h.joinStream(req.Room)
+	if stream != "" {
+		c.holdStream(stream)
+	}
 	unlock := h.lockRoom(req.Room)
 	first, _, ok := h.reg.joinRoom(c, req.Room, echo)
 	if ok && first {
@@ -235,7 +244,14 @@ func (h *Hub) handleJoin(c *Conn, req *protocol.Request) {
 		// cleanup found nothing to remove, so the interest is undone here.
 		if !already {
 			h.interest(roomChannelPfx+req.Room, -1)
+			if stream != "" {
+				c.dropStream(stream)
+			}
 		}
+		return
+	}
+	if stream != "" {
+		h.joinKept(c, req, stream)
 		return
 	}
 	if req.ID == "" {
@@ -266,6 +282,27 @@ func (h *Hub) handleJoin(c *Conn, req *protocol.Request) {
 	}
 	ack.Users = users
 	c.enqueueJSON(protocol.AppendAck(nil, &ack))
+}
+
+// joinKept answers the join of a room with history, users included.
+func (h *Hub) joinKept(c *Conn, req *protocol.Request, stream string) {
+	ack := protocol.Ack{Ref: req.ID}
+	var snapshot []byte
+	if req.ID != "" {
+		current := func() ([]string, error) { return h.presence.RoomUsers(h.ctx, req.Room) }
+		if size, err := h.presence.RoomSize(h.ctx, req.Room); err == nil && size > h.opts.PresenceBatchSize {
+			snapshot, _ = h.diffs.snapshot(req.Room, current)
+		}
+		if snapshot == nil {
+			users, err := current()
+			if err != nil {
+				h.log.Error("presence failed", "error", err, "room", req.Room)
+				users = []string{}
+			}
+			ack.Users = users
+		}
+	}
+	h.keptJoin(c, req, stream, &ack, snapshot)
 }
 
 // mayJoin applies the private-room rule and the identity's rooms claim.

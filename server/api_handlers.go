@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/switchboardhq/switchboard"
 	"github.com/switchboardhq/switchboard/internal/protocol"
 )
 
@@ -28,6 +29,10 @@ type publishRequest struct {
 
 type publishResponse struct {
 	ID string `json:"id"`
+	// Offset and Epoch place the message in its room's (or user's)
+	// history; absent when it keeps none.
+	Offset *uint64 `json:"offset,omitempty"`
+	Epoch  string  `json:"epoch,omitempty"`
 }
 
 type disconnectRequest struct {
@@ -240,22 +245,26 @@ func checkPublish(req *publishRequest, present map[string]bool) *requestError {
 func (a *api) doPublish(ctx context.Context, req *publishRequest) (int, []byte) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), apiTimeout)
 	defer cancel()
-	var id string
+	var p switchboard.Published
 	var err error
 	switch {
 	case req.Room != "":
-		id, err = a.hub.Publish(ctx, req.Room, req.Data)
+		p, err = a.hub.Publish(ctx, req.Room, req.Data)
 	case req.User != "":
-		id, err = a.hub.SendToUser(ctx, req.User, req.Data)
+		p, err = a.hub.SendToUser(ctx, req.User, req.Data)
 	default:
-		id, err = a.hub.Broadcast(ctx, req.Data)
+		p.ID, err = a.hub.Broadcast(ctx, req.Data)
 	}
 	if err != nil {
 		a.log.Error("api publish failed", "error", err)
 		b, _ := json.Marshal(apiError{Error: errInternal, Message: "the message could not be published"})
 		return http.StatusInternalServerError, append(b, '\n')
 	}
-	b, _ := json.Marshal(publishResponse{ID: id})
+	resp := publishResponse{ID: p.ID, Epoch: p.Epoch}
+	if p.Epoch != "" {
+		resp.Offset = &p.Offset
+	}
+	b, _ := json.Marshal(resp)
 	return http.StatusOK, append(b, '\n')
 }
 

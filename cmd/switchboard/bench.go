@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/loadgen"
+	"github.com/switchboardhq/switchboard/server/config"
 )
 
 const benchUsage = `Usage:
@@ -27,7 +28,9 @@ and progress on stderr, and kills every process it started when it ends.
 
 idle    server RSS per idle connection and server CPU with heartbeats on
 fanout  one publisher, --subs subscribers in one room: delivery latency
-        (--rate R publishes/s) or throughput and server CPU per delivery (--rate 0)
+        (--rate R publishes/s) or throughput and server CPU per delivery (--rate 0);
+        with --nodes N --broker redis|nats across N nodes of one fresh cluster:
+        subscribers spread evenly, the publisher on node 0, CPU of all nodes
 
 Server flags are passed with --server-flag=--ping-interval=10s (repeatable) or
 after "--". The bench adds --rate=100000 --burst=100000 (and lifts the per-IP
@@ -101,6 +104,10 @@ func bench(args []string, stdout, stderr io.Writer) error {
 		fs.IntVar(&f.size, "size", 100, "approximate bytes of data per message")
 		fs.Float64Var(&f.rate, "rate", 20, "publishes per second; 0 = as fast as possible (throughput)")
 		fs.DurationVar(&f.drain, "drain", 5*time.Second, "after the last publish, give up on missing messages once none arrived for this long")
+		fs.IntVar(&f.nodes, "nodes", 1, "server nodes; subscribers are spread evenly, the publisher is on the first")
+		fs.StringVar(&f.broker, "broker", config.BrokerMemory, `broker between the nodes: "memory" (one node only), "redis" or "nats"`)
+		fs.StringVar(&f.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis address (with --broker=redis)")
+		fs.StringVar(&f.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS address (with --broker=nats)")
 		run = func(ctx context.Context, s *session) (*results, error) { return runFanout(ctx, s, f) }
 	case "-h", "--help", "help":
 		fs.Usage()
@@ -128,7 +135,7 @@ func bench(args []string, stdout, stderr io.Writer) error {
 	res, err := run(ctx, s)
 	if res != nil {
 		res.command = shellJoin(os.Args)
-		res.serverCommand = s.serverCmd
+		res.serverCommands = s.serverCmds
 		if perr := res.print(stdout, o.jsonOut); perr != nil && err == nil {
 			err = perr
 		}

@@ -113,23 +113,24 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// waitHealthy polls GET /healthz until it answers 200.
-func waitHealthy(ctx context.Context, srv *child, addr string) error {
+// waitHealthy polls GET path (/healthz or /readyz) until it answers 200.
+func waitHealthy(ctx context.Context, srv *child, addr, path string) error {
 	cl := &http.Client{Timeout: time.Second}
 	for {
-		resp, err := cl.Get("http://" + addr + "/healthz")
+		resp, err := cl.Get("http://" + addr + path)
 		if err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
+			err = fmt.Errorf("GET %s: %s", path, resp.Status) // /readyz: 503 until the broker is up
 		}
 		if err := srv.exitErr(); err != nil {
 			return err
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("server not healthy at %s: %w (last: %v)", addr, ctx.Err(), err)
+			return fmt.Errorf("%s not answering 200 on %s%s: %w (last: %v)", srv.name, addr, path, ctx.Err(), err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -158,12 +159,6 @@ var clkTck = sync.OnceValue(func() float64 {
 	}
 	return 100
 })
-
-// procCPU returns utime+stime of pid.
-func procCPU(pid int) (time.Duration, error) {
-	u, st, err := procCPUSplit(pid)
-	return u + st, err
-}
 
 // procCPUSplit returns utime and stime of pid.
 func procCPUSplit(pid int) (user, sys time.Duration, err error) {

@@ -12,10 +12,10 @@ import (
 
 // results is an ordered list of named figures.
 type results struct {
-	mode          string
-	command       string
-	serverCommand string
-	rows          []resultRow
+	mode           string
+	command        string
+	serverCommands []string // one per node
+	rows           []resultRow
 }
 
 type resultRow struct {
@@ -26,6 +26,14 @@ type resultRow struct {
 
 func (r *results) add(key, label string, value any, unit string) {
 	r.rows = append(r.rows, resultRow{key, label, value, unit})
+}
+
+// serverCommand is node 0's command line, the only one of a single node.
+func (r *results) serverCommand() string {
+	if len(r.serverCommands) == 0 {
+		return ""
+	}
+	return r.serverCommands[0]
 }
 
 func round(v float64, digits int) float64 {
@@ -53,7 +61,10 @@ func (r *results) print(w io.Writer, asJSON bool) error {
 		}
 		_ = write("bench", r.mode, false)
 		_ = write("command", r.command, false)
-		_ = write("server_command", r.serverCommand, false)
+		_ = write("server_command", r.serverCommand(), false)
+		if len(r.serverCommands) > 1 {
+			_ = write("server_commands", r.serverCommands, false)
+		}
 		for i, row := range r.rows {
 			if err := write(row.key, row.value, i == len(r.rows)-1); err != nil {
 				return err
@@ -65,7 +76,13 @@ func (r *results) print(w io.Writer, asJSON bool) error {
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "command:\t%s\n", r.command)
-	fmt.Fprintf(tw, "server:\t%s\n", r.serverCommand)
+	if len(r.serverCommands) > 1 {
+		for k, c := range r.serverCommands {
+			fmt.Fprintf(tw, "server %d:\t%s\n", k, c)
+		}
+	} else {
+		fmt.Fprintf(tw, "server:\t%s\n", r.serverCommand())
+	}
 	for _, row := range r.rows {
 		v := row.value
 		if f, ok := v.(float64); ok {

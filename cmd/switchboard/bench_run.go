@@ -17,7 +17,7 @@ func runIdle(ctx context.Context, s *session, conns int, settle, window time.Dur
 	if conns <= 0 {
 		return nil, fmt.Errorf("--conns must be positive")
 	}
-	if err := s.startServer(ctx, s.serverFlagsFor(conns)...); err != nil {
+	if err := s.startServers(ctx, 1, "/healthz", s.serverFlagsFor(conns)...); err != nil {
 		return nil, err
 	}
 	rss0, err := s.rss()
@@ -91,17 +91,33 @@ type fanoutOpts struct {
 	subs, messages, size int
 	rate                 float64
 	drain                time.Duration
+	nodes                int
+	broker               string // config.BrokerMemory, BrokerRedis or BrokerNATS
+	redisURL, natsURL    string
 }
 
 func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) {
 	if f.subs <= 0 || f.messages <= 0 {
 		return nil, fmt.Errorf("--subs and --messages must be positive")
 	}
-	if err := s.startServer(ctx, s.serverFlagsFor(f.subs+1)...); err != nil {
+	if err := f.checkCluster(); err != nil {
 		return nil, err
 	}
-	s.logf("connecting %d subscribers", f.subs)
-	subs, err := s.spawn(f.subs)
+	brokerFlags, err := f.brokerFlags()
+	if err != nil {
+		return nil, err
+	}
+	// Every node gets the limits a single node holding everyone would need.
+	serverFlags := append(s.serverFlagsFor(f.subs+1), brokerFlags...)
+	if err := s.startServers(ctx, f.nodes, f.readyPath(), serverFlags...); err != nil {
+		return nil, err
+	}
+	if f.nodes > 1 {
+		s.logf("connecting %d subscribers to %d nodes", f.subs, f.nodes)
+	} else {
+		s.logf("connecting %d subscribers", f.subs)
+	}
+	subs, err := s.spawnSubscribers(f.subs)
 	if err != nil {
 		return nil, err
 	}
@@ -117,13 +133,23 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 	if err := s.waitJoined(ctx, "publisher", pubs, 1); err != nil {
 		return nil, err
 	}
+	if f.onBroker() {
+		want := make([]int, f.nodes)
+		for k := range want {
+			want[k] = nodeShare(f.subs, f.nodes, k)
+		}
+		want[0]++ // the publisher
+		if err := s.waitNodeConns(ctx, want); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.waitQuiet(ctx, quietPeriod); err != nil {
 		return nil, err
 	}
 	pub := pubs[0]
 	expected := int64(f.subs) * int64(f.messages)
 	base := total(subs)
-	u0, sys0, err := procCPUSplit(s.srv.pid())
+	cpu0, err := s.nodeCPU()
 	if err != nil {
 		return nil, err
 	}
@@ -151,10 +177,11 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 		}
 		return got >= expected, p, nil
 	}, append(subs, pub))
-	u1, sys1, err := procCPUSplit(s.srv.pid())
+	cpu1, err := s.nodeCPU()
 	if err != nil {
 		return nil, err
 	}
+	cpuUser, cpuSys, cpuPerNode := cpuSpent(cpu0, cpu1)
 	rss, _ := s.rss()
 	if runErr != nil && published == nil {
 		return nil, runErr
@@ -182,9 +209,17 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 	t := total(subs)
 	got := t.Msgs - base.Msgs
 	dur := time.Duration(t.LastRecvNs - published.PubStart)
-	cpu := u1 - u0 + sys1 - sys0
+	cpu := cpuUser + cpuSys
+	allNodes := "" // label suffix
+	if f.nodes > 1 {
+		allNodes = " (all nodes)"
+	}
 
 	r := &results{mode: "fanout"}
+	if f.onBroker() {
+		r.add("nodes", "server nodes", f.nodes, "")
+		r.add("broker", "broker", f.broker, "")
+	}
 	r.add("subs", "subscribers", f.subs, "")
 	r.add("messages", "messages published", published.Published, "")
 	r.add("size", "data size", f.size, "B")
@@ -198,8 +233,11 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 	if dur > 0 {
 		r.add("deliveries_per_s", "deliveries per second", round(float64(got)/dur.Seconds(), 0), "/s")
 	}
-	r.add("server_cpu_ms", "server CPU during the run", round(float64(cpu)/float64(time.Millisecond), 1), "ms")
-	r.add("server_cpu_user_sys_ms", "  of which user/system", fmt.Sprintf("%.0f/%.0f", float64(u1-u0)/1e6, float64(sys1-sys0)/1e6), "ms")
+	r.add("server_cpu_ms", "server CPU during the run"+allNodes, round(float64(cpu)/float64(time.Millisecond), 1), "ms")
+	r.add("server_cpu_user_sys_ms", "  of which user/system", fmt.Sprintf("%.0f/%.0f", float64(cpuUser)/1e6, float64(cpuSys)/1e6), "ms")
+	if f.nodes > 1 {
+		r.add("server_cpu_per_node_ms", "  of which node 0/1/...", cpuPerNode, "ms")
+	}
 	if got > 0 {
 		r.add("server_cpu_us_per_delivery", "server CPU per delivery", round(float64(cpu)/float64(time.Microsecond)/float64(got), 3), "us")
 	}
@@ -209,7 +247,7 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 	}{{"latency_p50_ms", "latency p50", .5}, {"latency_p90_ms", "latency p90", .9}, {"latency_p99_ms", "latency p99", .99}, {"latency_max_ms", "latency max", 1}} {
 		r.add(q.key, q.label, round(float64(hist.Quantile(q.q))/float64(time.Millisecond), 2), "ms")
 	}
-	r.add("server_rss_kb", "server RSS after", rss, "KB")
+	r.add("server_rss_kb", "server RSS after"+allNodes, rss, "KB")
 	r.add("error_frames", "error frames", t.Errors+pub.status().Errors, "")
 	r.add("closed", "connections closed by server", t.Closed+pub.status().Closed, "")
 	if runErr != nil {

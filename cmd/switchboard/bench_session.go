@@ -13,41 +13,55 @@ import (
 
 // session owns the server and load-client processes of one bench run.
 type session struct {
-	opts      benchOpts
-	exe       string
-	locals    []string
-	stderr    io.Writer
-	addr      string
-	srv       *child
-	serverCmd string
-	workers   []*worker
-	nextConn  int
+	opts       benchOpts
+	exe        string
+	locals     []string
+	stderr     io.Writer
+	addrs      []string // node k listens on addrs[k]
+	srvs       []*child // node k is srvs[k]
+	serverCmds []string
+	workers    []*worker
+	nextConn   int
 }
 
 func (s *session) logf(format string, args ...any) {
 	_, _ = fmt.Fprintf(s.stderr, "bench: "+format+"\n", args...)
 }
 
-// startServer runs the server with the bench's flags, then extra, then the
-// user's pass-through flags, and waits until /healthz answers.
-func (s *session) startServer(ctx context.Context, extra ...string) error {
-	port, err := freePort()
-	if err != nil {
-		return err
+// startServers runs n nodes, each with the bench's flags, then extra, then
+// the user's pass-through flags, and waits until every one answers on
+// readyPath: /healthz, or /readyz for nodes on a broker, which are ready
+// only once connected to it.
+func (s *session) startServers(ctx context.Context, n int, readyPath string, extra ...string) error {
+	for k := 0; k < n; k++ {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		args := []string{"serve", "--addr", addr, "--log-level", "warn"}
+		args = append(args, extra...)
+		args = append(args, s.opts.serverFlags...)
+		name := "server"
+		if n > 1 {
+			name = "server" + strconv.Itoa(k)
+		}
+		srv, err := startChild(name, s.opts.serverCPU, s.exe, args, nil, nil, &prefixWriter{w: s.stderr, prefix: name + ": "})
+		if err != nil {
+			return err
+		}
+		s.addrs, s.srvs = append(s.addrs, addr), append(s.srvs, srv)
+		s.serverCmds = append(s.serverCmds, shellJoin(srv.cmd.Args))
+		s.logf("started %s (pid %d)", s.serverCmds[k], srv.pid())
 	}
-	s.addr = "127.0.0.1:" + strconv.Itoa(port)
-	args := []string{"serve", "--addr", s.addr, "--log-level", "warn"}
-	args = append(args, extra...)
-	args = append(args, s.opts.serverFlags...)
-	s.srv, err = startChild("server", s.opts.serverCPU, s.exe, args, nil, nil, &prefixWriter{w: s.stderr, prefix: "server: "})
-	if err != nil {
-		return err
-	}
-	s.serverCmd = shellJoin(s.srv.cmd.Args)
-	s.logf("started %s (pid %d)", s.serverCmd, s.srv.pid())
 	hctx, cancel := context.WithTimeout(ctx, s.opts.timeout)
 	defer cancel()
-	return waitHealthy(hctx, s.srv, s.addr)
+	for k, srv := range s.srvs {
+		if err := waitHealthy(hctx, srv, s.addrs[k], readyPath); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // serverFlagsFor returns the flags a run of conns connections needs.
@@ -61,13 +75,20 @@ func (s *session) serverFlagsFor(conns int) []string {
 	return append(f, "--max-conns="+strconv.Itoa(conns+100))
 }
 
-// spawn starts load-client processes holding n connections between them.
+// spawn starts load-client processes holding n connections to node 0
+// between them.
 func (s *session) spawn(n int, extra ...string) ([]*worker, error) {
+	return s.spawnOn(0, n, extra...)
+}
+
+// spawnOn starts load-client processes holding n connections to node
+// between them.
+func (s *session) spawnOn(node, n int, extra ...string) ([]*worker, error) {
 	var ws []*worker
 	per := max(1, s.opts.perProc)
 	for off := 0; off < n; off += per {
 		k := min(per, n-off)
-		args := []string{"bench", "client", "--addr", s.addr, "--conns", strconv.Itoa(k),
+		args := []string{"bench", "client", "--addr", s.addrs[node], "--conns", strconv.Itoa(k),
 			"--first", strconv.Itoa(s.nextConn), "--users", strconv.Itoa(s.opts.users),
 			"--room", s.opts.room, "--local-addrs", strings.Join(s.locals, ","),
 			"--parallel", strconv.Itoa(s.opts.parallel), "--timeout", s.opts.timeout.String()}
@@ -114,8 +135,10 @@ func total(ws []*worker) loadgen.Status {
 
 // alive returns an error if the server or any load client has exited.
 func (s *session) alive() error {
-	if err := s.srv.exitErr(); err != nil {
-		return err
+	for _, srv := range s.srvs {
+		if err := srv.exitErr(); err != nil {
+			return err
+		}
 	}
 	for _, w := range s.workers {
 		if err := w.exitErr(); err != nil {
@@ -206,15 +229,50 @@ func (s *session) sleep(ctx context.Context, phase string, d time.Duration) erro
 	}
 }
 
-func (s *session) cpu() (time.Duration, error) { return procCPU(s.srv.pid()) }
-func (s *session) rss() (int64, error)         { return procRSS(s.srv.pid()) }
+// cpu is the CPU time of all nodes together.
+func (s *session) cpu() (time.Duration, error) {
+	nodes, err := s.nodeCPU()
+	var sum time.Duration
+	for _, c := range nodes {
+		sum += c.user + c.sys
+	}
+	return sum, err
+}
+
+type cpuTime struct{ user, sys time.Duration }
+
+// nodeCPU is the CPU time of each node.
+func (s *session) nodeCPU() ([]cpuTime, error) {
+	out := make([]cpuTime, len(s.srvs))
+	for k, srv := range s.srvs {
+		u, st, err := procCPUSplit(srv.pid())
+		if err != nil {
+			return nil, err
+		}
+		out[k] = cpuTime{u, st}
+	}
+	return out, nil
+}
+
+// rss is the resident memory of all nodes together, in KB.
+func (s *session) rss() (int64, error) {
+	var sum int64
+	for _, srv := range s.srvs {
+		kb, err := procRSS(srv.pid())
+		if err != nil {
+			return 0, err
+		}
+		sum += kb
+	}
+	return sum, nil
+}
 
 // close kills every process the session started.
 func (s *session) close() {
 	for _, w := range s.workers {
 		w.kill()
 	}
-	if s.srv != nil {
-		s.srv.kill()
+	for _, srv := range s.srvs {
+		srv.kill()
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -14,12 +16,14 @@ import (
 // TestBenchSmoke builds the binary and runs both benches at toy sizes: the
 // harness starts the server and its clients, the figures come out, and no
 // message is lost. It asserts no times: those belong to docs/performance.md.
+// The cross-node fan-out runs on the local Redis and NATS servers, and is
+// skipped where they do not answer.
 func TestBenchSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and starts processes")
 	}
 	bin := filepath.Join(t.TempDir(), "switchboard")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -67,4 +71,89 @@ func TestBenchSmoke(t *testing.T) {
 			t.Errorf("command = %q", res["command"])
 		}
 	})
+
+	for _, b := range []struct{ broker, addr string }{{"redis", "127.0.0.1:6379"}, {"nats", "127.0.0.1:4222"}} {
+		t.Run("fanout on "+b.broker, func(t *testing.T) {
+			if c, err := net.DialTimeout("tcp", b.addr, time.Second); err != nil {
+				t.Skipf("no %s at %s: %v", b.broker, b.addr, err)
+			} else {
+				_ = c.Close()
+			}
+			out := runBench("fanout", "--nodes", "2", "--broker", b.broker, "--subs", "21", "--messages", "10", "--rate", "0", "--timeout", "20s", "--json")
+			var res struct {
+				Nodes          int      `json:"nodes"`
+				Broker         string   `json:"broker"`
+				ServerCommands []string `json:"server_commands"`
+				Expected       int      `json:"expected"`
+				Received       int      `json:"received"`
+				Lost           *int     `json:"lost"`
+				PerNodeCPU     string   `json:"server_cpu_per_node_ms"`
+			}
+			if err := json.Unmarshal([]byte(out), &res); err != nil {
+				t.Fatalf("not JSON: %v\n%s", err, out)
+			}
+			if res.Nodes != 2 || res.Broker != b.broker || len(res.ServerCommands) != 2 || strings.Count(res.PerNodeCPU, "/") != 1 {
+				t.Errorf("want 2 nodes on %s, 2 server commands and 2 CPU figures:\n%s", b.broker, out)
+			}
+			if res.Expected != 210 || res.Received != 210 || res.Lost == nil || *res.Lost != 0 {
+				t.Errorf("want 210 expected, 210 received, 0 lost:\n%s", out)
+			}
+			// Both nodes are in one cluster, and it is this run's own.
+			for _, c := range res.ServerCommands {
+				if !strings.Contains(c, "--broker="+b.broker) || !strings.Contains(c, "--cluster-name=bench") {
+					t.Errorf("server command lacks --broker=%s or --cluster-name=bench...: %s", b.broker, c)
+				}
+			}
+			if len(res.ServerCommands) == 2 && clusterName(res.ServerCommands[0]) != clusterName(res.ServerCommands[1]) {
+				t.Errorf("nodes in different clusters:\n%s\n%s", res.ServerCommands[0], res.ServerCommands[1])
+			}
+		})
+	}
+}
+
+func clusterName(cmd string) string {
+	for _, f := range strings.Fields(cmd) {
+		if v, ok := strings.CutPrefix(f, "--cluster-name="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// TestBenchFanoutClusterFlags checks the --nodes and --broker combinations
+// refused before any process starts.
+func TestBenchFanoutClusterFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--nodes", "2"},
+		{"--nodes", "3", "--broker", "memory"},
+		{"--nodes", "0", "--broker", "redis"},
+		{"--broker", "kafka"},
+	} {
+		err := bench(append([]string{"fanout"}, args...), io.Discard, io.Discard)
+		if err == nil {
+			t.Errorf("bench fanout %s: no error", strings.Join(args, " "))
+		}
+	}
+}
+
+func TestNodeShare(t *testing.T) {
+	for _, c := range []struct{ subs, nodes int }{{600, 3}, {601, 3}, {602, 3}, {2, 3}, {21, 2}, {5, 1}} {
+		sum := 0
+		for k := 0; k < c.nodes; k++ {
+			n := nodeShare(c.subs, c.nodes, k)
+			want := 0
+			for i := 0; i < c.subs; i++ {
+				if i%c.nodes == k {
+					want++
+				}
+			}
+			if n != want {
+				t.Errorf("nodeShare(%d, %d, %d) = %d, want %d (subscribers i with i %% nodes == k)", c.subs, c.nodes, k, n, want)
+			}
+			sum += n
+		}
+		if sum != c.subs {
+			t.Errorf("%d subscribers on %d nodes: shares add up to %d", c.subs, c.nodes, sum)
+		}
+	}
 }

@@ -51,6 +51,17 @@ func AppendMessage(dst []byte, m *Message) []byte {
 	return append(dst, '}')
 }
 
+// AppendMessageAround encodes m in two parts that go either side of its
+// offset's digits, for a store that assigns the offset as it keeps the
+// message (a broker-side script concatenates head, offset, tail).
+func AppendMessageAround(m *Message) (head, tail []byte) {
+	b := *m
+	b.HasOffset, b.Offset = true, 0
+	whole := AppendMessage(make([]byte, 0, 112+len(m.Data)), &b)
+	cut := len(whole) - len(`0,"ts":`) - len(strconv.AppendInt(nil, m.TS, 10)) - 1
+	return whole[:cut], whole[cut+1:]
+}
+
 // Welcome is the first frame of every connection.
 func Welcome(conn, user string, pingInterval, pongTimeout time.Duration, maxMessageBytes int) []byte {
 	dst := make([]byte, 0, 160)

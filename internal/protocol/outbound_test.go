@@ -292,3 +292,13 @@ func TestError(t *testing.T) {
 	wantFields(t, Error("\xff", "c", "m\xfe"),
 		map[string]any{"type": "error", "ref": "\ufffd", "code": "c", "message": "m\ufffd"})
 }
+
+func TestAppendMessageAround(t *testing.T) {
+	m := Message{Room: "r", From: "alice", Data: []byte(`{"n":1}`), ID: "x-1", TS: 1700000000000}
+	head, tail := AppendMessageAround(&m)
+	got := string(head) + "42" + string(tail)
+	m.HasOffset, m.Offset = true, 42
+	if want := string(AppendMessage(nil, &m)); got != want {
+		t.Fatalf("head+42+tail = %s\nwant %s", got, want)
+	}
+}

@@ -1,0 +1,167 @@
+package switchboard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// History keeps the newest messages of the streams that ask for it (rooms
+// matching HistoryOptions.Rooms, users with HistoryOptions.Users), so that
+// a client coming back can get what it missed. Each kept message has an
+// offset, one more than the stream's previous one, and the stream has an
+// epoch that changes whenever continuity is lost (the stream expired, was
+// trimmed past a reader, or the store lost its data).
+//
+// The Redis and NATS brokers implement History themselves; with the
+// in-memory broker the hub keeps rings in memory.
+type History interface {
+	// Append stores one message of stream and publishes it on the broker
+	// channel in one step, so that no node ever sees a message live that
+	// history does not have. What is published, and kept, is head, the
+	// offset in decimal, tail, then HistoryTrailer(offset, epoch).
+	Append(ctx context.Context, stream, channel string, head, tail []byte) (offset uint64, epoch string, err error)
+	// Read returns up to limit kept payloads of stream with an offset above
+	// since, oldest first. limit 0 asks for the stream's state only.
+	Read(ctx context.Context, stream string, since uint64, limit int) (HistoryPage, error)
+}
+
+// HistoryPage is what History.Read found.
+type HistoryPage struct {
+	Payloads [][]byte // as published, oldest first
+	// Offset is the newest offset of the stream (0 when it is empty) and
+	// Epoch names the stream's current continuity.
+	Offset uint64
+	Epoch  string
+	// First is the oldest offset still kept (0 when nothing is kept).
+	First uint64
+}
+
+// HistoryOptions choose which streams keep history. The zero value keeps
+// none, and nothing changes for rooms that do not need it.
+type HistoryOptions struct {
+	// Rooms are room names, or prefixes ending in *, whose messages are
+	// kept.
+	Rooms []string
+	// Users keeps every user's direct messages (send) as well; a client
+	// recovers them by joining its private room user:<id> with since.
+	Users bool
+	// Size is how many messages each stream keeps. Default 100.
+	Size int
+	// TTL is how long a message is kept. Default 5 minutes.
+	TTL time.Duration
+	// MaxBytes bounds each stream's kept payloads, for the in-memory store
+	// (the others bound by Size). Default 1 MiB.
+	MaxBytes int
+	// Store, if set, keeps the messages. Default: the broker when it
+	// implements History (Redis, NATS), else memory (one node only).
+	Store History
+}
+
+// Defaults of HistoryOptions.
+const (
+	DefaultHistorySize     = 100
+	DefaultHistoryTTL      = 5 * time.Minute
+	DefaultHistoryMaxBytes = 1 << 20
+)
+
+func (o HistoryOptions) withDefaults() HistoryOptions {
+	if o.Size <= 0 {
+		o.Size = DefaultHistorySize
+	}
+	if o.TTL <= 0 {
+		o.TTL = DefaultHistoryTTL
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = DefaultHistoryMaxBytes
+	}
+	return o
+}
+
+func (o HistoryOptions) enabled() bool { return len(o.Rooms) > 0 || o.Users }
+
+// Stream names: a room's messages and a user's direct messages never share
+// a stream, even for the private room user:<id>.
+const (
+	roomStreamPfx = "r:"
+	userStreamPfx = "u:"
+)
+
+// roomStream is the history stream of room, or "" when it keeps none.
+func (h *Hub) roomStream(room string) string {
+	if h.history != nil && matchesAny(h.opts.History.Rooms, room) {
+		return roomStreamPfx + room
+	}
+	return ""
+}
+
+// userStream is the history stream of user's direct messages, or "".
+func (h *Hub) userStream(user string) string {
+	if h.history != nil && h.opts.History.Users {
+		return userStreamPfx + user
+	}
+	return ""
+}
+
+// joinStream is the stream a join of room recovers: the room's own, or
+// for a user's private room with user history, that user's messages.
+func (h *Hub) joinStream(room string) string {
+	if s := h.roomStream(room); s != "" {
+		return s
+	}
+	if user, ok := strings.CutPrefix(room, "user:"); ok {
+		return h.userStream(user)
+	}
+	return ""
+}
+
+// The trailer closes every history payload: the offset in 20 digits and the
+// epoch in 16 characters, so that a broker script can build it without
+// knowing the envelope and a receiver can cut it off the end.
+const (
+	historyOffsetLen  = 20
+	historyEpochLen   = 16
+	historyTrailerLen = historyOffsetLen + historyEpochLen
+)
+
+// HistoryTrailer is what ends a history payload: offset as 20 decimal
+// digits, zero-padded, then the 16-character epoch.
+func HistoryTrailer(offset uint64, epoch string) []byte {
+	b := make([]byte, 0, historyTrailerLen)
+	digits := strconv.AppendUint(nil, offset, 10)
+	for range historyOffsetLen - len(digits) {
+		b = append(b, '0')
+	}
+	return append(append(b, digits...), epoch...)
+}
+
+// NewEpoch returns a fresh random epoch of the length trailers carry.
+func NewEpoch() string { return randomHex(historyEpochLen / 2) }
+
+var errBadTrailer = errors.New("history payload without a valid trailer")
+
+// keptBody opens a kept payload as published (an envelope whose frame ends
+// with the trailer): the message frame, its offset and epoch.
+func keptBody(p []byte) (body []byte, offset uint64, epoch string, err error) {
+	env, err := unmarshalEnvelope(p)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	return splitHistory(env.frame)
+}
+
+// splitHistory cuts the trailer off a history payload.
+func splitHistory(p []byte) (body []byte, offset uint64, epoch string, err error) {
+	if len(p) < historyTrailerLen {
+		return nil, 0, "", errBadTrailer
+	}
+	t := p[len(p)-historyTrailerLen:]
+	offset, perr := strconv.ParseUint(string(t[:historyOffsetLen]), 10, 64)
+	if perr != nil {
+		return nil, 0, "", fmt.Errorf("%w: %v", errBadTrailer, perr)
+	}
+	return p[:len(p)-historyTrailerLen], offset, string(t[historyOffsetLen:]), nil
+}

@@ -1,0 +1,163 @@
+package switchboard
+
+import (
+	"slices"
+
+	"github.com/switchboardhq/switchboard/internal/wsframe"
+)
+
+// cursor follows one history stream for one connection that joined it: the
+// next offset it should get. Live messages come through the broker at most
+// once and, across nodes, not always in offset order; the cursor drops
+// what the connection already has and fills a gap from history before
+// letting later messages through, so the connection sees every kept
+// message once, in order.
+type cursor struct {
+	stream string
+	epoch  string
+	next   uint64
+	// waiting is set while a join or a gap fill reads history: live
+	// messages are held meanwhile and released in order afterwards.
+	waiting bool
+	held    []heldMessage
+}
+
+type heldMessage struct {
+	offset uint64
+	epoch  string
+	frame  []byte
+}
+
+// maxHeld bounds the live messages one cursor holds while history is read;
+// past it the connection is too slow to be worth holding for.
+const maxHeld = 4096
+
+func (c *Conn) cursorLocked(stream string) *cursor {
+	for _, cur := range c.cursors {
+		if cur.stream == stream {
+			return cur
+		}
+	}
+	return nil
+}
+
+// holdStream starts following stream (or pauses an existing cursor) while
+// a join reads its history.
+func (c *Conn) holdStream(stream string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cur := c.cursorLocked(stream)
+	if cur == nil {
+		cur = &cursor{stream: stream}
+		c.cursors = append(c.cursors, cur)
+	}
+	cur.waiting = true
+}
+
+// dropStream stops following stream (the connection left the room).
+func (c *Conn) dropStream(stream string) {
+	c.mu.Lock()
+	c.cursors = slices.DeleteFunc(c.cursors, func(cur *cursor) bool { return cur.stream == stream })
+	c.mu.Unlock()
+}
+
+// deliverKept hands one live history message to the connection.
+func (c *Conn) deliverKept(stream, epoch string, offset uint64, frame []byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cur := c.cursorLocked(stream)
+	switch {
+	case cur == nil:
+		// Not joined for recovery (another device's direct message).
+		return c.pushLocked(frame)
+	case cur.waiting:
+		if len(cur.held) >= maxHeld {
+			go c.hub.closeConn(c, CloseSlowConsumer, "slow_consumer")
+			return false
+		}
+		cur.held = append(cur.held, heldMessage{offset: offset, epoch: epoch, frame: frame})
+		return true
+	}
+	return c.advanceLocked(cur, heldMessage{offset: offset, epoch: epoch, frame: frame}, true)
+}
+
+// advanceLocked delivers one message in stream order: one the connection
+// has is dropped, the next one is queued, and one past a gap is held while
+// the gap is filled from history (or, with fill false, the gap is given up
+// as lost). Called with c.mu held.
+func (c *Conn) advanceLocked(cur *cursor, m heldMessage, fill bool) bool {
+	switch {
+	case m.epoch != cur.epoch:
+		// Continuity was lost (the stream started again): go on from here.
+		cur.epoch, cur.next = m.epoch, m.offset+1
+		return c.pushLocked(m.frame)
+	case m.offset < cur.next:
+		return false // had it already (recovered in the join ack, or filled)
+	case m.offset == cur.next || !fill:
+		if m.offset > cur.next {
+			c.hub.counters.drop("history_gap")
+		}
+		cur.next = m.offset + 1
+		return c.pushLocked(m.frame)
+	}
+	cur.waiting = true
+	cur.held = append(cur.held, m)
+	go c.hub.fillGap(c, cur)
+	return true
+}
+
+// releaseLocked ends a wait: the held messages go through in offset order.
+func (c *Conn) releaseLocked(cur *cursor, fill bool) {
+	held := cur.held
+	cur.held, cur.waiting = nil, false
+	slices.SortStableFunc(held, func(a, b heldMessage) int {
+		if a.epoch != b.epoch {
+			return 0 // keep arrival order across a change of epoch
+		}
+		switch {
+		case a.offset < b.offset:
+			return -1
+		case a.offset > b.offset:
+			return 1
+		}
+		return 0
+	})
+	for i, m := range held {
+		c.advanceLocked(cur, m, fill)
+		if cur.waiting {
+			// A gap: the rest waits for the fill, behind this message.
+			cur.held = append(cur.held, held[i+1:]...)
+			return
+		}
+	}
+}
+
+// fillGap reads the messages a connection missed between its cursor and
+// the message that revealed the gap, queues them, then releases what was
+// held. A gap history no longer covers is given up (counted as a
+// history_gap drop): the client sees the jump in offsets.
+func (h *Hub) fillGap(c *Conn, cur *cursor) {
+	c.mu.Lock()
+	from, epoch := cur.next, cur.epoch
+	c.mu.Unlock()
+	page, err := h.history.Read(h.ctx, cur.stream, from-1, h.opts.History.Size*2)
+	if err != nil {
+		h.log.Warn("history fill failed", "error", err, "conn_id", c.id)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cursorLocked(cur.stream) != cur {
+		return // left the room meanwhile
+	}
+	if err == nil && page.Epoch == epoch {
+		for _, p := range page.Payloads {
+			body, offset, _, serr := keptBody(p)
+			if serr != nil || offset != cur.next {
+				continue
+			}
+			cur.next++
+			c.pushLocked(wsframe.AppendFrame(make([]byte, 0, wsframe.FrameSize(len(body))), wsframe.OpText, body))
+		}
+	}
+	c.releaseLocked(cur, false)
+}

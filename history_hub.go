@@ -1,0 +1,180 @@
+package switchboard
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/switchboardhq/switchboard/internal/protocol"
+	"github.com/switchboardhq/switchboard/internal/wsframe"
+)
+
+// chooseHistory picks the store for the streams that keep history: the
+// one given, the broker itself (Redis, NATS), or memory on a single node.
+func (h *Hub) chooseHistory() error {
+	o := h.opts.History
+	if !o.enabled() {
+		return nil
+	}
+	switch store, ok := h.broker.(History); {
+	case o.Store != nil:
+		h.history = o.Store
+	case ok:
+		h.history = store
+	default:
+		if _, single := h.broker.(*MemoryBroker); !single {
+			return errors.New("history: the broker keeps no history and memory serves one node only; set HistoryOptions.Store")
+		}
+		h.memHist = newMemoryHistory(o, h.broker.Publish)
+		h.history = h.memHist
+	}
+	return nil
+}
+
+// deliverKept fans out a kept message; each joined connection's cursor
+// puts it in order.
+func (h *Hub) deliverKept(env *envelope) {
+	body, offset, epoch, err := splitHistory(env.frame)
+	if err != nil {
+		h.log.Warn("broker payload dropped", "error", err, "bytes", len(env.frame))
+		return
+	}
+	frame := wsframe.AppendFrame(make([]byte, 0, wsframe.FrameSize(len(body))), wsframe.OpText, body)
+	var n uint64
+	if room, ok := strings.CutPrefix(env.target, roomStreamPfx); ok {
+		h.reg.eachMember(room, func(c *Conn, echo bool) {
+			if (c.id != env.origin || echo) && c.deliverKept(env.target, epoch, offset, frame) {
+				n++
+			}
+		})
+	} else if user, ok := strings.CutPrefix(env.target, userStreamPfx); ok {
+		for _, c := range h.reg.userConns(user) {
+			if c.deliverKept(env.target, epoch, offset, frame) {
+				n++
+			}
+		}
+	}
+	h.counters.deliveries.Add(n)
+}
+
+// recoveryBytes bounds the messages one join ack may carry: a gap bigger
+// than half a connection's queue is answered recovered:false instead.
+func (h *Hub) recoveryBytes() int { return h.opts.Limits.QueueBytes / 2 }
+
+// keptJoin completes the join of a room with history: the ack gives the
+// stream's offset and epoch and, with since, the missed messages, and the
+// live messages held meanwhile follow it without a gap or a duplicate.
+// The connection's cursor was made waiting before it became a member, so
+// nothing published since the history was read can slip past.
+func (h *Hub) keptJoin(c *Conn, req *protocol.Request, stream string, ack *protocol.Ack, users []byte) {
+	limit := 0
+	if req.Since != nil {
+		limit = h.opts.History.Size*2 + 16 // Redis trims approximately
+	}
+	since := uint64(0)
+	if req.Since != nil {
+		since = *req.Since
+	}
+	page, err := h.history.Read(h.ctx, stream, since, limit)
+	if err != nil {
+		h.log.Error("history read failed", "error", err, "room", req.Room)
+	}
+	ack.HasOffset, ack.Offset, ack.Epoch = true, page.Offset, page.Epoch
+	if req.Since != nil {
+		recovered := err == nil && recoverable(page, since, req.Epoch)
+		var msgs [][]byte
+		size := 0
+		for _, p := range page.Payloads {
+			body, _, _, serr := keptBody(p)
+			if serr != nil {
+				recovered = false
+				break
+			}
+			size += len(body)
+			msgs = append(msgs, body)
+		}
+		if recovered && (uint64(len(msgs)) != page.Offset-since || size > h.recoveryBytes()) {
+			recovered = false
+		}
+		if !recovered {
+			msgs = [][]byte{}
+		}
+		ack.Recovered, ack.Messages = &recovered, msgs
+	}
+	var parts [][]byte
+	if users != nil {
+		head, tail := protocol.AckAround(ack)
+		hdr := wsframe.AppendHeader(nil, wsframe.OpText, len(head)+len(users)+len(tail))
+		parts = [][]byte{append(hdr, head...), users, tail}
+	} else {
+		text := protocol.AppendAck(nil, ack)
+		parts = [][]byte{wsframe.AppendFrame(make([]byte, 0, wsframe.FrameSize(len(text))), wsframe.OpText, text)}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cur := c.cursorLocked(stream)
+	if req.ID != "" {
+		c.pushPartsLocked(parts...)
+	}
+	if cur == nil {
+		return // left meanwhile
+	}
+	if err != nil {
+		// Nothing known: follow live messages from the next one on.
+		cur.epoch, cur.next = "", 0
+	} else if cur.epoch != page.Epoch || cur.next <= page.Offset {
+		cur.epoch, cur.next = page.Epoch, page.Offset+1
+	}
+	c.releaseLocked(cur, true)
+}
+
+// recoverable says whether a client that has everything up to since in
+// epoch can be brought up to date from page.
+func recoverable(page HistoryPage, since uint64, epoch string) bool {
+	switch {
+	case since > page.Offset:
+		return false // ahead of the stream: not this stream's history
+	case since == page.Offset:
+		return epoch == page.Epoch || since == 0
+	case epoch != page.Epoch && since != 0:
+		return false // the stream started again since
+	}
+	return page.First != 0 && page.First <= since+1
+}
+
+// RoomHistory is what a room's history holds.
+type RoomHistory struct {
+	Messages []json.RawMessage // message frames, oldest first
+	Offset   uint64            // the newest offset
+	Epoch    string
+	// Complete says the messages are all those after since (history did
+	// not lose any of them, and limit did not cut them).
+	Complete bool
+}
+
+// History returns up to limit kept messages of room after offset since.
+func (h *Hub) History(ctx context.Context, room string, since uint64, limit int) (RoomHistory, error) {
+	stream := h.roomStream(room)
+	if stream == "" {
+		return RoomHistory{}, fmt.Errorf("room %q keeps no history", room)
+	}
+	page, err := h.history.Read(ctx, stream, since, limit)
+	if err != nil {
+		return RoomHistory{}, fmt.Errorf("history of %s: %w", room, err)
+	}
+	out := RoomHistory{Offset: page.Offset, Epoch: page.Epoch, Messages: []json.RawMessage{}}
+	for _, p := range page.Payloads {
+		body, _, _, err := keptBody(p)
+		if err != nil {
+			return RoomHistory{}, fmt.Errorf("history of %s: %w", room, err)
+		}
+		out.Messages = append(out.Messages, body)
+	}
+	out.Complete = recoverable(page, since, page.Epoch) && uint64(len(out.Messages)) == page.Offset-min(since, page.Offset)
+	return out, nil
+}
+
+// KeepsHistory says whether room's messages are kept.
+func (h *Hub) KeepsHistory(room string) bool { return h.roomStream(room) != "" }
