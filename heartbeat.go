@@ -142,6 +142,11 @@ func (h *Hub) Close() error {
 
 func (h *Hub) close() error {
 	h.draining.Store(true)
+	if h.cluster != nil {
+		// The connections torn down below are announced by the goodbye,
+		// not one delta each.
+		h.cluster.closing.Store(true)
+	}
 	h.cancel()
 	h.wg.Wait()
 	var conns []*Conn
@@ -159,5 +164,7 @@ func (h *Hub) close() error {
 	}
 	h.writers.close()
 	// Presence says goodbye through the broker, so it closes first.
-	return errors.Join(h.presence.Close(), h.broker.Close())
+	err := errors.Join(h.presence.Close(), h.broker.Close())
+	h.notifier.stop() // after the last transitions of the connections closed above
+	return err
 }

@@ -440,3 +440,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// close drops the connection at once, as a lost network would.
+func (c *client) close() {
+	_ = c.conn.CloseNow()
+	<-c.done
+}

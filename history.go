@@ -25,7 +25,9 @@ type History interface {
 	// offset in decimal, tail, then HistoryTrailer(offset, epoch).
 	Append(ctx context.Context, stream, channel string, head, tail []byte) (offset uint64, epoch string, err error)
 	// Read returns up to limit kept payloads of stream with an offset above
-	// since, oldest first. limit 0 asks for the stream's state only.
+	// since, oldest first. limit 0 asks for the stream's state only. A
+	// stream read before its first message gets its epoch then, so that
+	// the messages that follow continue it.
 	Read(ctx context.Context, stream string, since uint64, limit int) (HistoryPage, error)
 }
 

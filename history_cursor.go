@@ -28,10 +28,6 @@ type heldMessage struct {
 	frame  []byte
 }
 
-// maxHeld bounds the live messages one cursor holds while history is read;
-// past it the connection is too slow to be worth holding for.
-const maxHeld = 4096
-
 func (c *Conn) cursorLocked(stream string) *cursor {
 	for _, cur := range c.cursors {
 		if cur.stream == stream {
@@ -57,7 +53,15 @@ func (c *Conn) holdStream(stream string) {
 // dropStream stops following stream (the connection left the room).
 func (c *Conn) dropStream(stream string) {
 	c.mu.Lock()
-	c.cursors = slices.DeleteFunc(c.cursors, func(cur *cursor) bool { return cur.stream == stream })
+	c.cursors = slices.DeleteFunc(c.cursors, func(cur *cursor) bool {
+		if cur.stream != stream {
+			return false
+		}
+		for _, m := range cur.held {
+			c.pending.Add(-int64(len(m.frame)))
+		}
+		return true
+	})
 	c.mu.Unlock()
 }
 
@@ -71,12 +75,7 @@ func (c *Conn) deliverKept(stream, epoch string, offset uint64, frame []byte) bo
 		// Not joined for recovery (another device's direct message).
 		return c.pushLocked(frame)
 	case cur.waiting:
-		if len(cur.held) >= maxHeld {
-			go c.hub.closeConn(c, CloseSlowConsumer, "slow_consumer")
-			return false
-		}
-		cur.held = append(cur.held, heldMessage{offset: offset, epoch: epoch, frame: frame})
-		return true
+		return c.holdLocked(cur, heldMessage{offset: offset, epoch: epoch, frame: frame})
 	}
 	return c.advanceLocked(cur, heldMessage{offset: offset, epoch: epoch, frame: frame}, true)
 }
@@ -101,8 +100,21 @@ func (c *Conn) advanceLocked(cur *cursor, m heldMessage, fill bool) bool {
 		return c.pushLocked(m.frame)
 	}
 	cur.waiting = true
-	cur.held = append(cur.held, m)
+	if !c.holdLocked(cur, m) {
+		return false
+	}
 	go c.hub.fillGap(c, cur)
+	return true
+}
+
+// holdLocked keeps m until the wait ends. Held bytes count against the
+// connection's queue bound like queued ones: a connection that cannot take
+// what is published while its history is read is a slow consumer.
+func (c *Conn) holdLocked(cur *cursor, m heldMessage) bool {
+	if !c.reserve(len(m.frame)) {
+		return false
+	}
+	cur.held = append(cur.held, m)
 	return true
 }
 
@@ -110,6 +122,9 @@ func (c *Conn) advanceLocked(cur *cursor, m heldMessage, fill bool) bool {
 func (c *Conn) releaseLocked(cur *cursor, fill bool) {
 	held := cur.held
 	cur.held, cur.waiting = nil, false
+	for _, m := range held {
+		c.pending.Add(-int64(len(m.frame))) // reserved again as each is queued
+	}
 	slices.SortStableFunc(held, func(a, b heldMessage) int {
 		if a.epoch != b.epoch {
 			return 0 // keep arrival order across a change of epoch
@@ -126,7 +141,11 @@ func (c *Conn) releaseLocked(cur *cursor, fill bool) {
 		c.advanceLocked(cur, m, fill)
 		if cur.waiting {
 			// A gap: the rest waits for the fill, behind this message.
-			cur.held = append(cur.held, held[i+1:]...)
+			for _, rest := range held[i+1:] {
+				if !c.holdLocked(cur, rest) {
+					return
+				}
+			}
 			return
 		}
 	}

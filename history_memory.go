@@ -55,7 +55,7 @@ func (m *memoryHistory) stream(name string, create bool) *memoryStream {
 		m.mu.Lock()
 		s := m.streams[name]
 		if s == nil && create {
-			s = &memoryStream{epoch: NewEpoch()}
+			s = &memoryStream{epoch: NewEpoch(), newest: m.now()}
 			m.streams[name] = s
 		}
 		m.mu.Unlock()
@@ -110,10 +110,9 @@ func (s *memoryStream) expire(cutoff time.Time) {
 
 // Read implements History.
 func (m *memoryHistory) Read(_ context.Context, stream string, since uint64, limit int) (HistoryPage, error) {
-	s := m.stream(stream, false)
-	if s == nil {
-		return HistoryPage{}, nil // never written, or freed: an empty stream with no epoch yet
-	}
+	// Reading makes the stream: a client that joins before the first
+	// message learns the epoch those messages will have.
+	s := m.stream(stream, true)
 	defer s.mu.Unlock()
 	s.expire(m.now().Add(-m.ttl))
 	page := HistoryPage{Offset: s.last, Epoch: s.epoch}

@@ -62,6 +62,7 @@ type Hub struct {
 	closing   map[*Conn]int64 // server-closed sockets awaiting the peer's close, -> deadline
 
 	diffs         presenceDiffs
+	notifier      presenceNotifier
 	lastDiffFlush int64 // sweeper only
 	lastPrune     int64 // sweeper only
 
@@ -114,6 +115,15 @@ func New(opts Options) (*Hub, error) {
 		h.cancel()
 		return nil, fmt.Errorf("start broker: %w", err)
 	}
+	h.notifier.start(h.opts.OnPresence, h.log, &h.counters)
+	// Presence starts before its channel is subscribed: it must be ready
+	// for the first message.
+	if err := h.presence.Start(h.ctx, h.presenceChange); err != nil {
+		h.cancel()
+		_ = h.broker.Close()
+		h.notifier.stop()
+		return nil, fmt.Errorf("start presence: %w", err)
+	}
 	channels := []string{channelAll}
 	if h.cluster != nil {
 		channels = append(channels, channelPresence)
@@ -121,14 +131,11 @@ func New(opts Options) (*Hub, error) {
 	for _, ch := range channels {
 		if err := h.broker.Subscribe(h.ctx, ch); err != nil {
 			h.cancel()
+			_ = h.presence.Close()
 			_ = h.broker.Close()
+			h.notifier.stop()
 			return nil, fmt.Errorf("subscribe %s: %w", ch, err)
 		}
-	}
-	if err := h.presence.Start(h.ctx, h.presenceChange); err != nil {
-		h.cancel()
-		_ = h.broker.Close()
-		return nil, fmt.Errorf("start presence: %w", err)
 	}
 	h.wg.Add(1)
 	go h.sweep()

@@ -210,8 +210,10 @@ type Options struct {
 	// and offline (first and last connection anywhere), room join and leave
 	// (first and last connection in the room anywhere). One node reports
 	// each: the one whose connection caused it, or the oldest live node
-	// for the users of a node that went silent. It runs synchronously and
-	// must not block; queue the work (webhooks) elsewhere.
+	// for the users of a node that went silent; in two narrow races (two
+	// devices on two nodes going, or coming, at the same moment) both
+	// nodes do. It runs on a goroutine of its own, one event at a time in
+	// order, and may call the hub; a slow callback delays later events.
 	OnPresence func(PresenceEvent)
 }
 

@@ -3,6 +3,9 @@ package switchboard
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/protocol"
@@ -45,8 +48,10 @@ type PresenceChange struct {
 	// batches the announcements of rooms past Options.PresenceBatchSize.
 	Members int
 	// Notify asks the hub to report the change to Options.OnPresence. One
-	// node of the cluster does: the one whose connection caused it, or for
-	// a node that went silent, the oldest live node.
+	// node of the cluster does: the one whose connection caused it (both,
+	// when two devices on two nodes race), or for a node that went silent,
+	// left or restarted, and for repairs from a snapshot, the oldest live
+	// node.
 	Notify bool
 }
 
@@ -118,7 +123,7 @@ type PresenceEvent struct {
 // size get their changes in the next presence_diff instead of a frame each.
 func (h *Hub) presenceChange(ch PresenceChange) {
 	if ch.Notify {
-		h.notifyPresence(ch.Kind, ch.User, ch.Room)
+		h.notifier.add(PresenceEvent{Kind: ch.Kind, User: ch.User, Room: ch.Room, Time: time.Now()})
 	}
 	var frame []byte
 	switch ch.Kind {
@@ -139,20 +144,91 @@ func (h *Hub) presenceChange(ch PresenceChange) {
 		h.diffs.add(ch.Room, ch.User, ch.Kind == RoomJoin)
 		return
 	}
+	if h.diffs.addIfPending(ch.Room, ch.User, ch.Kind == RoomJoin) {
+		return
+	}
 	h.diffs.invalidate(ch.Room)
 	h.announceLocal(ch.Room, ch.User, frame)
 }
 
-func (h *Hub) notifyPresence(kind, user, room string) {
-	cb := h.opts.OnPresence
+// presenceNotifier runs OnPresence on a goroutine of its own, in the order
+// of the transitions: a Presence reports them under its lock, and user code
+// must be free to call back into the hub (OnlineUsers, Disconnect).
+type presenceNotifier struct {
+	cb      func(PresenceEvent)
+	log     *slog.Logger
+	panics  *atomic.Uint64
+	mu      sync.Mutex
+	queue   []PresenceEvent
+	wake    chan struct{}
+	done    chan struct{}
+	stopped bool
+}
+
+func (n *presenceNotifier) start(cb func(PresenceEvent), log *slog.Logger, c *counters) {
 	if cb == nil {
 		return
 	}
+	n.cb, n.log, n.panics = cb, log, &c.panics
+	n.wake, n.done = make(chan struct{}, 1), make(chan struct{})
+	go n.run()
+}
+
+func (n *presenceNotifier) add(ev PresenceEvent) {
+	if n.cb == nil {
+		return
+	}
+	n.mu.Lock()
+	n.queue = append(n.queue, ev)
+	n.mu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// stop delivers what is queued, then ends the goroutine.
+func (n *presenceNotifier) stop() {
+	if n.cb == nil {
+		return
+	}
+	n.mu.Lock()
+	already := n.stopped
+	n.stopped = true
+	n.mu.Unlock()
+	if !already {
+		n.wake <- struct{}{}
+	}
+	<-n.done
+}
+
+func (n *presenceNotifier) run() {
+	defer close(n.done)
+	for range n.wake {
+		for {
+			n.mu.Lock()
+			batch, stopped := n.queue, n.stopped
+			n.queue = nil
+			n.mu.Unlock()
+			for _, ev := range batch {
+				n.call(ev)
+			}
+			if len(batch) == 0 {
+				if stopped {
+					return
+				}
+				break
+			}
+		}
+	}
+}
+
+func (n *presenceNotifier) call(ev PresenceEvent) {
 	defer func() {
 		if p := recover(); p != nil {
-			h.counters.panics.Add(1)
-			h.log.Error("OnPresence panicked", "panic", fmt.Sprint(p), "kind", kind)
+			n.panics.Add(1)
+			n.log.Error("OnPresence panicked", "panic", fmt.Sprint(p), "kind", ev.Kind)
 		}
 	}()
-	cb(PresenceEvent{Kind: kind, User: user, Room: room, Time: time.Now()})
+	n.cb(ev)
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -53,6 +54,15 @@ type clusterPresence struct {
 	selfHeard time.Time
 	wantSync  map[string]bool // nodes to ask for a snapshot; "" asks all
 	wantSnap  bool            // a node asked for this node's snapshot
+	// stillHeld remembers this node's own removals that were not the last
+	// (another node still held the user), for one TTL: when that node's
+	// removal arrives and is the last, both changes raced, and this node
+	// reports the transition too, lest nobody does.
+	stillHeld map[string]time.Time
+
+	// closing is set when the hub closes: changes are no longer sent one
+	// by one, the goodbye covers them.
+	closing atomic.Bool
 
 	wake   chan struct{}
 	cancel context.CancelFunc
@@ -87,7 +97,7 @@ func newShare() share {
 
 const (
 	snapshotDelay     = 25 * time.Millisecond // coalesces the requests of several nodes
-	snapshotPartItems = 1000                  // names per snapshot message, well under broker limits
+	snapshotPartBytes = 128 << 10             // per snapshot message, well under broker limits (NATS: 1 MiB)
 )
 
 func newClusterPresence(h *Hub) *clusterPresence {
@@ -123,13 +133,26 @@ func (cp *clusterPresence) Close() error {
 	if cp.cancel == nil {
 		return nil
 	}
+	cp.closing.Store(true)
 	cp.cancel()
 	cp.wg.Wait()
+	// The goodbye matters (without it the others keep this node's users
+	// for a TTL): a full publish queue is retried for a second.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	cp.sendMu.Lock()
 	defer cp.sendMu.Unlock()
-	return cp.publish(ctx, &presenceMsg{Type: msgBye})
+	for {
+		err := cp.publish(ctx, &presenceMsg{Type: msgBye})
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("presence goodbye: %w", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 func (cp *clusterPresence) run(ctx context.Context) {
@@ -205,6 +228,10 @@ func (cp *clusterPresence) local(ctx context.Context, typ, room, user string) er
 		cp.mu.Unlock()
 		return nil // the share already says so
 	}
+	if cp.closing.Load() {
+		cp.mu.Unlock()
+		return nil
+	}
 	cp.seq++
 	cp.me.seq = cp.seq
 	m := presenceMsg{Type: typ, Seq: cp.seq, Room: room, User: user}
@@ -248,7 +275,10 @@ func (cp *clusterPresence) apply(p *peer, typ, room, user string, notify bool) b
 			if cp.rooms[room] <= 0 {
 				delete(cp.rooms, room)
 			}
+			notify = cp.raced(p, notify, room+"\x00"+user)
 			cp.changed(PresenceChange{Kind: RoomLeave, User: user, Room: room, Members: cp.rooms[room], Notify: notify})
+		} else if p == cp.me {
+			cp.remember(room + "\x00" + user)
 		}
 	case msgConnect:
 		if _, in := p.share.users[user]; in {
@@ -265,12 +295,40 @@ func (cp *clusterPresence) apply(p *peer, typ, room, user string, notify bool) b
 		}
 		delete(p.share.users, user)
 		if !cp.onlineElsewhere(p, user) {
+			notify = cp.raced(p, notify, "\x00"+user)
 			cp.changed(PresenceChange{Kind: UserOffline, User: user, Notify: notify})
+		} else if p == cp.me {
+			cp.remember("\x00" + user)
 		}
 	default:
 		return false
 	}
 	return true
+}
+
+// remember notes a removal of this node's that another node's share
+// outlived. Called with mu held.
+func (cp *clusterPresence) remember(key string) {
+	if cp.stillHeld == nil {
+		cp.stillHeld = map[string]time.Time{}
+	}
+	cp.stillHeld[key] = time.Now()
+}
+
+// raced says whether a last removal arriving from peer p must be reported
+// here: when this node removed the same entry shortly before, believing
+// another node (p) still held it, neither node saw the transition as its
+// own. Called with mu held.
+func (cp *clusterPresence) raced(p *peer, notify bool, key string) bool {
+	if p == cp.me || notify {
+		return notify
+	}
+	at, ok := cp.stillHeld[key]
+	if !ok {
+		return false
+	}
+	delete(cp.stillHeld, key)
+	return time.Since(at) < cp.ttl
 }
 
 func (cp *clusterPresence) inRoomElsewhere(p *peer, room, user string) bool {
@@ -374,7 +432,8 @@ func (cp *clusterPresence) receive(b []byte) {
 		cp.log.Info("cluster node restarted", "node_id", p.id)
 		stale := p.share
 		p.share = newShare()
-		p.seq, p.synced, p.incoming = 0, true, nil
+		p.seq, p.synced, p.incoming, p.asked = 0, true, nil, time.Time{}
+		p.started = m.Started // before the leader is chosen: it is young now
 		cp.dropShare(p, stale)
 	}
 	p.heard = now
@@ -455,7 +514,9 @@ func (cp *clusterPresence) snapshotPart(p *peer, m *presenceMsg, now time.Time) 
 	if p.synced && m.Seq < p.seq {
 		return // older than what was applied since (cannot happen in order)
 	}
-	cp.replace(p, next, false)
+	// What a snapshot changes was missed here; the leader reports it (the
+	// node that made the change may have too: at least once).
+	cp.replace(p, next, cp.isLeader())
 	p.seq, p.synced = m.Seq, true
 }
 
@@ -485,6 +546,11 @@ func (cp *clusterPresence) expire(now time.Time) {
 		if p != cp.me && now.Sub(p.heard) > cp.ttl {
 			delete(cp.peers, id)
 			gone = append(gone, p)
+		}
+	}
+	for key, at := range cp.stillHeld {
+		if now.Sub(at) > cp.ttl {
+			delete(cp.stillHeld, key)
 		}
 	}
 	notify := cp.isLeader()
@@ -538,34 +604,32 @@ func (cp *clusterPresence) sendSnapshot(ctx context.Context) {
 	}
 }
 
-// splitShare encodes s as snapshot messages of at most snapshotPartItems
-// names each.
+// splitShare encodes s as snapshot messages of at most about
+// snapshotPartBytes each, counting every name as if JSON escaped each of
+// its bytes (six bytes).
 func splitShare(s share, seq uint64) []presenceMsg {
 	var parts []presenceMsg
 	cur := presenceMsg{Type: msgSnapshot, Seq: seq}
 	n := 0
-	flush := func() {
-		parts = append(parts, cur)
-		cur = presenceMsg{Type: msgSnapshot, Seq: seq, Part: len(parts)}
-		n = 0
+	add := func(size int) {
+		if n > 0 && n+size > snapshotPartBytes {
+			parts = append(parts, cur)
+			cur = presenceMsg{Type: msgSnapshot, Seq: seq, Part: len(parts)}
+			n = 0
+		}
+		n += size
 	}
 	for u := range s.users {
-		if n == snapshotPartItems {
-			flush()
-		}
+		add(6*len(u) + 4)
 		cur.Users = append(cur.Users, u)
-		n++
 	}
 	for room, members := range s.rooms {
 		for u := range members {
-			if n == snapshotPartItems {
-				flush()
-			}
+			add(6*(len(u)+len(room)) + 8)
 			if cur.Rooms == nil {
 				cur.Rooms = map[string][]string{}
 			}
 			cur.Rooms[room] = append(cur.Rooms[room], u)
-			n++
 		}
 	}
 	cur.Last = true

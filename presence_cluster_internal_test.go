@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -23,7 +24,20 @@ type bus struct {
 	drop func(to *busNode, channel string, payload []byte) bool
 }
 
+// pause holds every delivery until the returned function is called, so a
+// test can make two nodes' changes race.
+func (b *bus) pause() (resume func()) {
+	b.mu.Lock()
+	gate := make(chan struct{})
+	for _, n := range b.nodes {
+		n.gate.Store(&gate)
+	}
+	b.mu.Unlock()
+	return func() { close(gate) }
+}
+
 type busNode struct {
+	gate  atomic.Pointer[chan struct{}]
 	bus   *bus
 	in    chan [2][]byte
 	done  chan struct{}
@@ -45,6 +59,13 @@ func (n *busNode) Start(_ context.Context, deliver func(string, []byte)) error {
 		for {
 			select {
 			case m := <-n.in:
+				if g := n.gate.Load(); g != nil {
+					select {
+					case <-*g:
+					case <-n.done:
+						return
+					}
+				}
 				deliver(string(m[0]), m[1])
 			case <-n.done:
 				return
@@ -92,12 +113,16 @@ func (n *busNode) Close() error {
 	return nil
 }
 
-func busHub(t *testing.T, b *bus, id string) *Hub {
+func busHub(t *testing.T, b *bus, id string, onPresence ...func(PresenceEvent)) *Hub {
 	t.Helper()
-	h, err := New(Options{
+	opts := Options{
 		Broker: b.node(), NodeID: id, PresenceTTL: 600 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	if len(onPresence) > 0 {
+		opts.OnPresence = onPresence[0]
+	}
+	h, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +155,7 @@ func TestPresenceSnapshotInParts(t *testing.T) {
 	b := &bus{}
 	a := busHub(t, b, "a")
 	ctx := context.Background()
-	const users = 2*snapshotPartItems + 17
+	const users = 2*snapshotPartBytes/(6*len("u00000")+4) + 17
 	for i := range users {
 		u := fmt.Sprintf("u%d", i)
 		if err := a.presence.Connect(ctx, u); err != nil {
@@ -234,6 +259,107 @@ func TestPresenceNodeRestartedUnderTheSameName(t *testing.T) {
 	if !slices.Equal(users, []string{"both"}) {
 		t.Fatalf("room after the restart: %v, want [both]", users)
 	}
+}
+
+// eventLog collects OnPresence events of several hubs.
+type eventLog struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (l *eventLog) hook(node string) func(PresenceEvent) {
+	return func(e PresenceEvent) {
+		l.mu.Lock()
+		l.events = append(l.events, node+" "+e.Kind+" "+e.User+" "+e.Room)
+		l.mu.Unlock()
+	}
+}
+
+func (l *eventLog) count(kind, user string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, e := range l.events {
+		if strings.Contains(e, " "+kind+" "+user+" ") {
+			n++
+		}
+	}
+	return n
+}
+
+// Two devices of a user on two nodes go at the same moment (as with
+// Hub.Disconnect): each node saw the other still holding the user, yet the
+// user's offline and leave are reported (at least once, at most by both).
+func TestPresenceRacingRemovalsAreReported(t *testing.T) {
+	b := &bus{}
+	log := &eventLog{}
+	a := busHub(t, b, "a", log.hook("a"))
+	o := busHub(t, b, "b", log.hook("b"))
+	eventually(t, "nodes see each other", func() bool { return len(a.Nodes()) == 2 && len(o.Nodes()) == 2 })
+	ctx := context.Background()
+	for _, h := range []*Hub{a, o} {
+		if err := h.presence.Connect(ctx, "u"); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.presence.Join(ctx, "r", "u"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "both hold u", func() bool {
+		ua, _ := a.RoomUsers(ctx, "r")
+		ub, _ := o.RoomUsers(ctx, "r")
+		return len(ua) == 1 && len(ub) == 1
+	})
+	resume := b.pause()
+	for _, h := range []*Hub{a, o} {
+		_ = h.presence.Leave(ctx, "r", "u")
+		_ = h.presence.Disconnect(ctx, "u")
+	}
+	resume()
+	eventually(t, "u offline reported", func() bool {
+		return log.count(UserOffline, "u") >= 1 && log.count(RoomLeave, "u") >= 1
+	})
+	if n := log.count(UserOffline, "u"); n > 2 {
+		t.Fatalf("offline reported %d times", n)
+	}
+}
+
+// OnPresence may call back into the hub: it runs outside the presence
+// lock, in order.
+func TestOnPresenceMayCallTheHub(t *testing.T) {
+	b := &bus{}
+	seen := make(chan []string, 16)
+	var h *Hub
+	var ready sync.WaitGroup
+	ready.Add(1)
+	h = busHub(t, b, "a", func(e PresenceEvent) {
+		ready.Wait()
+		users, _ := h.OnlineUsers(context.Background())
+		seen <- users
+	})
+	ready.Done()
+	if err := h.presence.Connect(context.Background(), "u"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case users := <-seen:
+		if !slices.Equal(users, []string{"u"}) {
+			t.Fatalf("OnlineUsers from OnPresence: %v", users)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnPresence calling OnlineUsers deadlocked")
+	}
+}
+
+// The oldest node restarts under its name: the survivors drop its earlier
+// users and, the restarted node being young now, one of them reports it.
+func TestPresenceLeaderRestartIsReported(t *testing.T) {
+	log := &eventLog{}
+	h := busHub(t, &bus{}, "me", log.hook("me"))
+	cp := h.cluster
+	cp.receive([]byte(`{"t":"c","n":"old","st":1,"q":1,"u":"gone"}`))
+	cp.receive([]byte(`{"t":"h","n":"old","st":9000000000000000000,"q":0}`)) // restarted, after this node
+	eventually(t, "offline of the restarted node's user reported", func() bool { return log.count(UserOffline, "gone") == 1 })
 }
 
 // FuzzPresenceReceive: whatever a peer sends, the replica stays

@@ -9,8 +9,10 @@ import (
 )
 
 // presenceDiffs collects join and leave changes of big rooms between two
-// flushes. A user who joins and leaves within one interval cancels out:
-// the members never needed to hear of it.
+// flushes. Each user touched in an interval appears once in the next diff,
+// with its last change: a user who joined and left is sent as a leave
+// (harmless to members who never saw the join), so that a snapshot taken
+// in between is always corrected by the diff that follows it.
 type presenceDiffs struct {
 	mu    sync.Mutex
 	rooms map[string]*roomDiff
@@ -19,7 +21,10 @@ type presenceDiffs struct {
 	// brings the joiner up to date, so a room of N filling up costs O(N)
 	// snapshot encodings per interval instead of one sort of N per join.
 	snapshots map[string][]byte
-	gen       uint64 // counts invalidations and flushes, under mu
+	// flushes and gens count flushes and per-room invalidations, so that a
+	// snapshot read without mu is cached only if its room did not change.
+	flushes uint64
+	gens    map[string]uint64
 }
 
 type roomDiff struct {
@@ -37,15 +42,25 @@ func (d *presenceDiffs) add(room, user string, joined bool) {
 		rd = &roomDiff{joins: map[string]struct{}{}, leaves: map[string]struct{}{}}
 		d.rooms[room] = rd
 	}
-	add, cancel := rd.joins, rd.leaves
+	add, other := rd.joins, rd.leaves
 	if !joined {
-		add, cancel = rd.leaves, rd.joins
+		add, other = rd.leaves, rd.joins
 	}
-	if _, ok := cancel[user]; ok {
-		delete(cancel, user)
-		return
-	}
+	delete(other, user)
 	add[user] = struct{}{}
+}
+
+// addIfPending adds the change to the room's pending diff, if it has one,
+// and says so: a change must not overtake the room's pending diff as a
+// direct frame (a room that just fell under the threshold).
+func (d *presenceDiffs) addIfPending(room, user string, joined bool) bool {
+	d.mu.Lock()
+	_, pending := d.rooms[room]
+	d.mu.Unlock()
+	if pending {
+		d.add(room, user, joined)
+	}
+	return pending
 }
 
 // invalidate drops the room's cached snapshot after a change that was
@@ -53,7 +68,10 @@ func (d *presenceDiffs) add(room, user string, joined bool) {
 func (d *presenceDiffs) invalidate(room string) {
 	d.mu.Lock()
 	delete(d.snapshots, room)
-	d.gen++
+	if d.gens == nil {
+		d.gens = make(map[string]uint64)
+	}
+	d.gens[room]++
 	d.mu.Unlock()
 }
 
@@ -64,7 +82,8 @@ func (d *presenceDiffs) take() map[string]*roomDiff {
 	rooms := d.rooms
 	d.rooms = nil
 	d.snapshots = nil
-	d.gen++
+	d.gens = nil
+	d.flushes++
 	return rooms
 }
 
@@ -72,16 +91,16 @@ func (d *presenceDiffs) take() map[string]*roomDiff {
 // array: the current users less the joins pending since then, plus the
 // leaves. The current users are read without d.mu held (a cluster Presence
 // reports changes into d while holding its own lock); a change caught
-// between the two reads shows up in both the snapshot and the next diff,
-// which clients apply idempotently. The result is cached only if nothing
-// was invalidated or flushed meanwhile.
+// between the two reads is in the pending diff with its last value, so the
+// next diff corrects the snapshot. The result is cached only if the room
+// was not invalidated, nor the diffs flushed, meanwhile.
 func (d *presenceDiffs) snapshot(room string, current func() ([]string, error)) ([]byte, error) {
 	d.mu.Lock()
 	if b, ok := d.snapshots[room]; ok {
 		d.mu.Unlock()
 		return b, nil
 	}
-	gen := d.gen
+	flushes, gen := d.flushes, d.gens[room]
 	d.mu.Unlock()
 	users, err := current()
 	if err != nil {
@@ -101,7 +120,7 @@ func (d *presenceDiffs) snapshot(room string, current func() ([]string, error)) 
 		sort.Strings(users)
 	}
 	b := protocol.AppendStrings(make([]byte, 0, 16*len(users)), users)
-	if gen == d.gen {
+	if flushes == d.flushes && gen == d.gens[room] {
 		if d.snapshots == nil {
 			d.snapshots = make(map[string][]byte)
 		}
