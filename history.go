@@ -31,6 +31,13 @@ type History interface {
 	Read(ctx context.Context, stream string, since uint64, limit int) (HistoryPage, error)
 }
 
+// HistoryBounded is implemented by stores that take their bounds from the
+// hub (the brokers): the hub calls BoundHistory once, before Start, with
+// HistoryOptions.Size and TTL.
+type HistoryBounded interface {
+	BoundHistory(size int, ttl time.Duration)
+}
+
 // HistoryPage is what History.Read found.
 type HistoryPage struct {
 	Payloads [][]byte // as published, oldest first

@@ -30,6 +30,9 @@ func (h *Hub) chooseHistory() error {
 		h.memHist = newMemoryHistory(o, h.broker.Publish)
 		h.history = h.memHist
 	}
+	if b, ok := h.history.(HistoryBounded); ok {
+		b.BoundHistory(o.Size, o.TTL)
+	}
 	return nil
 }
 

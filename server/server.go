@@ -91,6 +91,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 			HandshakeBurst:  cfg.HandshakeBurst,
 		},
 		ReadOnlyRooms: cfg.ReadOnlyRooms,
+		History: switchboard.HistoryOptions{
+			Rooms: cfg.HistoryRooms, Users: cfg.HistoryUsers, Size: cfg.HistorySize, TTL: cfg.HistoryTTL,
+		},
 	})
 	if err != nil {
 		if hooks != nil {

@@ -34,6 +34,10 @@ type Config struct {
 	MaxRooms        int
 	MaxDataBytes    int
 	ReadOnlyRooms   []string
+	HistoryRooms    []string
+	HistoryUsers    bool
+	HistorySize     int
+	HistoryTTL      time.Duration
 
 	HandshakeRate    float64
 	HandshakeBurst   int
@@ -181,6 +185,15 @@ var specs = []spec{
 	{name: "read-only-rooms", kind: kCSV, show: "none",
 		usage: "rooms (names or prefix* patterns, comma-separated) only the backend may publish to",
 		field: func(c *Config) any { return &c.ReadOnlyRooms }},
+	{name: "history-rooms", kind: kCSV, show: "none",
+		usage: "rooms (names or prefix* patterns, comma-separated) that keep recent messages for clients coming back",
+		field: func(c *Config) any { return &c.HistoryRooms }},
+	{name: "history-users", kind: kBool, def: "false", usage: "also keep each user's direct messages (true or false)",
+		field: func(c *Config) any { return &c.HistoryUsers }},
+	{name: "history-size", kind: kInt, def: "100", usage: "messages kept per room (or user) with history",
+		field: func(c *Config) any { return &c.HistorySize }},
+	{name: "history-ttl", kind: kDuration, def: "5m", usage: "how long a kept message stays",
+		field: func(c *Config) any { return &c.HistoryTTL }},
 	{name: "handshake-rate", kind: kFloat, def: "20", usage: "new connections per second from one IP address (429 past it)",
 		field: func(c *Config) any { return &c.HandshakeRate }},
 	{name: "handshake-burst", kind: kInt, def: "50", usage: "burst of new connections from one IP address",

@@ -43,6 +43,10 @@ func TestDefaults(t *testing.T) {
 		{"max-rooms", c.MaxRooms, 64},
 		{"max-data-bytes", c.MaxDataBytes, 0},
 		{"read-only-rooms", c.ReadOnlyRooms, []string(nil)},
+		{"history-rooms", c.HistoryRooms, []string(nil)},
+		{"history-users", c.HistoryUsers, false},
+		{"history-size", c.HistorySize, 100},
+		{"history-ttl", c.HistoryTTL, 5 * time.Minute},
 		{"handshake-rate", c.HandshakeRate, 20.0},
 		{"handshake-burst", c.HandshakeBurst, 50},
 		{"handshake-timeout", c.HandshakeTimeout, 10 * time.Second},
@@ -87,8 +91,8 @@ func TestDefaults(t *testing.T) {
 
 func TestFlagsTable(t *testing.T) {
 	fs := Flags()
-	if len(fs) != 43 {
-		t.Errorf("Flags() has %d entries, want 43", len(fs))
+	if len(fs) != 47 {
+		t.Errorf("Flags() has %d entries, want 47", len(fs))
 	}
 	seen := map[string]bool{}
 	for _, f := range fs {

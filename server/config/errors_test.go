@@ -103,7 +103,7 @@ func valid() Config {
 		Broker: "memory", RedisURL: "redis://127.0.0.1:6379/0", NATSURL: "nats://127.0.0.1:4222",
 		PresenceTTL: 30 * time.Second, NodeID: "n1", LogLevel: "info", LogFormat: "json",
 		HandshakeRate: 20, HandshakeBurst: 50, HandshakeTimeout: 10 * time.Second,
-		WebhookMaxAge: 5 * time.Minute,
+		WebhookMaxAge: 5 * time.Minute, HistorySize: 100, HistoryTTL: 5 * time.Minute,
 	}
 }
 
@@ -142,6 +142,8 @@ func TestValidate(t *testing.T) {
 		{"shutdown-timeout", func(c *Config) { c.ShutdownTimeout = 0 }, "--shutdown-timeout must be a positive duration"},
 		{"presence-ttl", func(c *Config) { c.PresenceTTL = 0 }, "--presence-ttl must be a positive duration"},
 		{"cluster-name", func(c *Config) { c.ClusterName = "a.b" }, "--cluster-name may hold only letters, digits, - and _"},
+		{"history-ttl", func(c *Config) { c.HistoryTTL = 0 }, "--history-ttl must be a positive duration"},
+		{"history-size", func(c *Config) { c.HistorySize = 0 }, "--history-size must be at least 1, got 0"},
 		{"max-message-bytes", func(c *Config) { c.MaxMessageBytes = 0 }, "--max-message-bytes must be at least 1, got 0"},
 		{"burst", func(c *Config) { c.Burst = 0 }, "--burst must be at least 1, got 0"},
 		{"max-conns-per-user", func(c *Config) { c.MaxConnsPerUser = -1 }, "--max-conns-per-user must be at least 1, got -1"},

@@ -87,6 +87,7 @@ func (c *Config) Validate() error {
 		{"write-timeout", c.WriteTimeout},
 		{"shutdown-timeout", c.ShutdownTimeout},
 		{"presence-ttl", c.PresenceTTL},
+		{"history-ttl", c.HistoryTTL},
 		{"handshake-timeout", c.HandshakeTimeout},
 	} {
 		if d.v <= 0 {
@@ -104,6 +105,7 @@ func (c *Config) Validate() error {
 		{"max-rooms", c.MaxRooms},
 		{"queue-bytes", c.QueueBytes},
 		{"handshake-burst", c.HandshakeBurst},
+		{"history-size", c.HistorySize},
 	} {
 		if n.v < 1 {
 			bad("--%s must be at least 1, got %d", n.name, n.v)
@@ -121,6 +123,12 @@ func (c *Config) Validate() error {
 	for _, p := range c.ReadOnlyRooms {
 		if strings.TrimSpace(p) == "" {
 			bad("--read-only-rooms must not contain empty entries")
+			break
+		}
+	}
+	for _, p := range c.HistoryRooms {
+		if strings.TrimSpace(p) == "" {
+			bad("--history-rooms must not contain empty entries")
 			break
 		}
 	}
