@@ -127,6 +127,9 @@ type Broker struct {
 	kick    chan struct{}         // wakes the syncer
 
 	published, publishErrors, delivered, reconnects atomic.Uint64
+
+	// history bounds, from BoundHistory (see history.go)
+	historySize, historyTTL atomic.Int64
 }
 
 type wantState struct {

@@ -25,6 +25,11 @@ type frame struct {
 	From string          `json:"from"`
 	User string          `json:"user"`
 	Data json.RawMessage `json:"data"`
+	// History rooms.
+	Offset    *uint64           `json:"offset"`
+	Epoch     string            `json:"epoch"`
+	Recovered *bool             `json:"recovered"`
+	Messages  []json.RawMessage `json:"messages"`
 }
 
 type client struct {
@@ -41,7 +46,8 @@ func dial(t *testing.T, srv *httptest.Server, user string) *client {
 	if err != nil {
 		t.Fatalf("dial %s: %v", user, err)
 	}
-	c := &client{conn: conn, frames: make(chan frame, 256), done: make(chan error, 1)}
+	conn.SetReadLimit(16 << 20) // a recovering join's ack carries up to KeptMessages messages
+	c := &client{conn: conn, frames: make(chan frame, 8192), done: make(chan error, 1)}
 	go func() {
 		for {
 			_, b, err := conn.Read(context.Background())

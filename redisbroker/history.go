@@ -1,0 +1,158 @@
+package redisbroker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboardhq/switchboard"
+)
+
+// History: each stream is a Redis stream (XADD, trimmed with MAXLEN ~) and
+// a small hash holding its epoch and newest offset, both under one hash tag
+// so that a script may touch them together, both expiring after the TTL
+// of their newest message. A Lua script numbers, keeps and publishes a
+// message in one step: no node can see a message live that history does
+// not have, and offsets never skip or repeat across nodes. A stream whose
+// hash is gone (expired, FLUSHDB, a Redis that lost its data) starts again
+// at offset 1 with a new epoch.
+
+// Defaults of the history bounds until the hub sets them.
+const (
+	defaultHistorySize = 100
+	defaultHistoryTTL  = 5 * time.Minute
+)
+
+// appendScript: KEYS stream, meta; ARGV head, tail, channel, fresh epoch,
+// size, ttl in ms. Returns {offset, epoch}.
+var appendScript = redis.NewScript(`
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'epoch', epoch, 'top', 0)
+end
+local top = redis.call('HINCRBY', KEYS[2], 'top', 1)
+local offset = string.format('%d', top)
+local payload = ARGV[1] .. offset .. ARGV[2] .. string.format('%020d', top) .. epoch
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], offset .. '-1', 'p', payload)
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+redis.call('PUBLISH', ARGV[3], payload)
+return {top, epoch}
+`)
+
+// readScript: KEYS stream, meta; ARGV since, limit, fresh epoch, ttl in ms.
+// Returns {newest offset, epoch, oldest kept offset, {payloads...}}.
+var readScript = redis.NewScript(`
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+if not epoch then
+  epoch = ARGV[3]
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'epoch', epoch, 'top', 0)
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+local top = tonumber(redis.call('HGET', KEYS[2], 'top'))
+local first = 0
+local head = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if #head > 0 then
+  first = tonumber(string.match(head[1][1], '^(%d+)'))
+end
+local out = {}
+if tonumber(ARGV[2]) > 0 then
+  local from = string.format('%d', tonumber(ARGV[1]) + 1) .. '-0'
+  for i, e in ipairs(redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', ARGV[2])) do
+    out[i] = e[2][2]
+  end
+end
+return {top, epoch, first, out}
+`)
+
+func (b *Broker) historyKeys(stream string) []string {
+	base := b.opts.Prefix + "history:{" + stream + "}"
+	return []string{base, base + ":meta"}
+}
+
+// BoundHistory implements switchboard.HistoryBounded.
+func (b *Broker) BoundHistory(size int, ttl time.Duration) {
+	b.historySize.Store(int64(size))
+	b.historyTTL.Store(int64(ttl))
+}
+
+func (b *Broker) historyBounds() (size int64, ttlMillis int64) {
+	size, ttl := b.historySize.Load(), time.Duration(b.historyTTL.Load())
+	if size <= 0 {
+		size = defaultHistorySize
+	}
+	if ttl <= 0 {
+		ttl = defaultHistoryTTL
+	}
+	return size, max(ttl.Milliseconds(), 1)
+}
+
+// Append implements switchboard.History.
+func (b *Broker) Append(ctx context.Context, stream, channel string, head, tail []byte) (uint64, string, error) {
+	if b.closed.Load() {
+		return 0, "", ErrClosed
+	}
+	size, ttl := b.historyBounds()
+	res, err := appendScript.Run(ctx, b.client, b.historyKeys(stream),
+		head, tail, b.opts.Prefix+channel, switchboard.NewEpoch(), size, ttl).Slice()
+	if err != nil {
+		b.publishErrors.Add(1)
+		return 0, "", fmt.Errorf("redisbroker: keep message: %w", err)
+	}
+	b.published.Add(1)
+	offset, epoch, err := offsetEpoch(res)
+	if err != nil {
+		return 0, "", fmt.Errorf("redisbroker: keep message: %w", err)
+	}
+	return offset, epoch, nil
+}
+
+// Read implements switchboard.History.
+func (b *Broker) Read(ctx context.Context, stream string, since uint64, limit int) (switchboard.HistoryPage, error) {
+	if b.closed.Load() {
+		return switchboard.HistoryPage{}, ErrClosed
+	}
+	_, ttl := b.historyBounds()
+	res, err := readScript.Run(ctx, b.client, b.historyKeys(stream),
+		strconv.FormatUint(since, 10), max(limit, 0), switchboard.NewEpoch(), ttl).Slice()
+	if err != nil {
+		return switchboard.HistoryPage{}, fmt.Errorf("redisbroker: read history: %w", err)
+	}
+	if len(res) != 4 {
+		return switchboard.HistoryPage{}, errors.New("redisbroker: read history: unexpected reply")
+	}
+	offset, epoch, err := offsetEpoch(res[:2])
+	if err != nil {
+		return switchboard.HistoryPage{}, fmt.Errorf("redisbroker: read history: %w", err)
+	}
+	first, _ := res[2].(int64)
+	page := switchboard.HistoryPage{Offset: offset, Epoch: epoch, First: uint64(first)}
+	entries, _ := res[3].([]any)
+	for _, e := range entries {
+		s, ok := e.(string)
+		if !ok {
+			return switchboard.HistoryPage{}, errors.New("redisbroker: read history: unexpected entry")
+		}
+		page.Payloads = append(page.Payloads, []byte(s))
+	}
+	return page, nil
+}
+
+func offsetEpoch(res []any) (uint64, string, error) {
+	if len(res) < 2 {
+		return 0, "", errors.New("unexpected reply")
+	}
+	n, ok1 := res[0].(int64)
+	epoch, ok2 := res[1].(string)
+	if !ok1 || !ok2 || n < 0 {
+		return 0, "", fmt.Errorf("unexpected reply %v", res)
+	}
+	return uint64(n), epoch, nil
+}
