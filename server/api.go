@@ -28,6 +28,7 @@ const (
 	errMediaType    = "unsupported_media_type"
 	errInternal     = "internal"
 	errIdemReused   = "idempotency_key_reused"
+	errNoHistory    = "history_not_kept"
 )
 
 // apiMaxBody is the largest request body the API reads.
@@ -40,6 +41,7 @@ const (
 	routePresence   = "presence"
 	routeUsers      = "users"
 	routeStats      = "stats"
+	routeHistory    = "history"
 	routeOpenAPI    = "openapi"
 	routeNotFound   = "not_found"
 )
@@ -54,6 +56,7 @@ type apiRoute struct {
 // 404 and 405 included, is a JSON error and carries a fixed route name.
 type api struct {
 	hub     *switchboard.Hub
+	history historyReader // hub.History; tests make it fail
 	log     *slog.Logger
 	m       *metrics
 	keys    [][sha256.Size]byte // SHA-256 of each API key
@@ -63,7 +66,7 @@ type api struct {
 }
 
 func newAPI(hub *switchboard.Hub, apiKeys []string, log *slog.Logger, m *metrics) *api {
-	a := &api{hub: hub, log: log, m: m, idem: newIdemStore()}
+	a := &api{hub: hub, history: hub.History, log: log, m: m, idem: newIdemStore()}
 	for _, k := range apiKeys {
 		a.keys = append(a.keys, sha256.Sum256([]byte(k)))
 	}
@@ -73,6 +76,7 @@ func newAPI(hub *switchboard.Hub, apiKeys []string, log *slog.Logger, m *metrics
 		"/api/presence":     {name: routePresence, method: http.MethodGet, handle: a.presence},
 		"/api/users":        {name: routeUsers, method: http.MethodGet, handle: a.users},
 		"/api/stats":        {name: routeStats, method: http.MethodGet, handle: a.stats},
+		"/api/history":      {name: routeHistory, method: http.MethodGet, handle: a.roomHistory},
 		"/api/openapi.json": {name: routeOpenAPI, method: http.MethodGet, public: true, handle: a.openapi},
 	}
 	return a

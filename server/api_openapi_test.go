@@ -37,13 +37,16 @@ type scenario struct {
 	method, target, key, ctype, body string
 	hdr                              []string
 	closed                           bool // send to a node whose hub is closed (5xx)
+	storeDown                        bool // send to a node whose history store fails
 	before                           func(h http.Handler)
 }
 
 func TestOpenAPIMatchesHandlers(t *testing.T) {
-	srv, _ := testServer(t, "--api-key=k")
+	srv, _ := testServer(t, "--api-key=k", "--history-rooms=kept")
 	closed, _ := testServer(t, "--api-key=k")
 	_ = closed.Hub.Close()
+	storeDown, _ := testServer(t, "--api-key=k", "--history-rooms=kept")
+	storeDown.api.(*api).history = failingHistory
 	h := srv.Handler()
 
 	rec := call(t, h, "GET", "/api/openapi.json", "", "") // no key needed
@@ -64,6 +67,9 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 		return scenario{method: "POST", target: target, key: "k", ctype: "application/json", body: body}
 	}
 	with := func(s scenario, f func(*scenario)) scenario { f(&s); return s }
+	// A kept message first, so that the message frames are checked too.
+	history := scenario{method: "GET", target: "/api/history?room=kept&since=0&limit=10", key: "k",
+		before: func(h http.Handler) { call(t, h, "POST", "/api/publish", "k", `{"room":"kept","data":{"x":1}}`) }}
 	scenarios := map[string]scenario{
 		"POST /api/publish 200": post("/api/publish", pub),
 		"POST /api/publish 400": post("/api/publish", `{"data":1}`),
@@ -86,6 +92,11 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 		"GET /api/presence 200":     {method: "GET", target: "/api/presence?room=r", key: "k"},
 		"GET /api/presence 400":     {method: "GET", target: "/api/presence", key: "k"},
 		"GET /api/presence 401":     {method: "GET", target: "/api/presence?room=r"},
+		"GET /api/history 200":      history,
+		"GET /api/history 400":      {method: "GET", target: "/api/history?room=kept&limit=0", key: "k"},
+		"GET /api/history 401":      {method: "GET", target: "/api/history?room=kept", key: "nope"},
+		"GET /api/history 404":      {method: "GET", target: "/api/history?room=r", key: "k"},
+		"GET /api/history 500":      {method: "GET", target: "/api/history?room=kept", key: "k", storeDown: true},
 		"GET /api/users 200":        {method: "GET", target: "/api/users", key: "k"},
 		"GET /api/users 401":        {method: "GET", target: "/api/users", key: "x"},
 		"GET /api/stats 200":        {method: "GET", target: "/api/stats", key: "k"},
@@ -114,8 +125,11 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 				}
 				used[name] = true
 				target := h
-				if sc.closed {
+				switch {
+				case sc.closed:
 					target = closed.Handler()
+				case sc.storeDown:
+					target = storeDown.Handler()
 				}
 				if sc.before != nil {
 					sc.before(target)

@@ -160,7 +160,7 @@ func TestAPIPublishDisconnectPresence(t *testing.T) {
 		t.Errorf("alice got %v, want id %s from server", msg, id)
 	}
 	if _, has := decode(t, rec)["offset"]; has {
-		t.Error("publish answered an offset, but rooms keep no history")
+		t.Error("publish answered an offset, but the room keeps no history")
 	}
 
 	rec = call(t, h, "POST", "/api/publish", "k", `{"user":"bob","data":"hi"}`)

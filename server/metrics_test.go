@@ -91,6 +91,7 @@ func TestMetricsEndpointAndLabels(t *testing.T) {
 	call(t, h, "GET", "/api/stats", "wrong", "")
 	call(t, h, "GET", "/api/not-a-route/user-7f3a", "k", "")
 	call(t, h, "GET", "/api/presence?room=room-9c1d", "k", "")
+	call(t, h, "GET", "/api/history?room=room-9c1d", "k", "") // keeps none: 404
 	srv.metrics.webhook(webhookDelivered)
 	// The pong is read by the hub asynchronously: wait for the RTT sample.
 	for testutilCounter(t, srv, "switchboard_ping_rtt_seconds") == 0 {
@@ -115,6 +116,7 @@ func TestMetricsEndpointAndLabels(t *testing.T) {
 		"switchboard_panics_total", "switchboard_ping_rtt_seconds_bucket", "switchboard_queue_bytes_bucket",
 		`switchboard_api_requests_total{code="200",node="test-node",route="publish"} 1`,
 		`switchboard_api_requests_total{code="404",node="test-node",route="not_found"} 1`,
+		`switchboard_api_requests_total{code="404",node="test-node",route="history"} 1`,
 		`switchboard_api_unauthorized_total{node="test-node"} 1`,
 		`switchboard_webhook_deliveries_total{node="test-node",result="delivered"} 1`,
 		`switchboard_webhook_deliveries_total{node="test-node",result="expired"} 0`,
@@ -135,7 +137,7 @@ func TestMetricsEndpointAndLabels(t *testing.T) {
 		},
 		"code": func(v string) bool { _, err := strconv.Atoi(v); return err == nil && len(v) <= 4 },
 		"route": func(v string) bool {
-			return slices.Contains([]string{routePublish, routeDisconnect, routePresence, routeUsers, routeStats, routeOpenAPI, routeNotFound}, v)
+			return slices.Contains([]string{routePublish, routeDisconnect, routePresence, routeUsers, routeStats, routeHistory, routeOpenAPI, routeNotFound}, v)
 		},
 		"result": func(v string) bool { return slices.Contains(webhookResults, v) },
 	}
