@@ -1,9 +1,16 @@
 // The demo page (web/static/index.html, app.js, switchboard.js) in a real
 // browser: Debian's chromium driven by playwright-core. Run by
 // e2e/browser_test.go (TestBrowser), which starts the server with
-// --auth none --ping-interval 1s --pong-timeout 1s and passes:
+// --auth none --ping-interval 1s --pong-timeout 1s --api-key KEY
+// --history-rooms h:* and passes:
 //   SWITCHBOARD_URL          ws://host:port (the page is at http://host:port/)
 //   SWITCHBOARD_CONTROL      http://host:port of the control endpoint (POST /restart ...)
+//   SWITCHBOARD_API_KEY      the backend API key (for /api/publish)
+//   SWITCHBOARD_PROXY        ws://host:port of a TCP proxy to the server whose
+//                            network can be cut (the page is at http://host:port/)
+//   SWITCHBOARD_NET          http://host:port of the proxy's control endpoint:
+//                            POST /cut silences its connections and resets new
+//                            ones, POST /restore ends that
 //   SWITCHBOARD_SCREENSHOTS  directory for screenshots of the main states
 //   CHROMIUM                 the browser executable (default /usr/bin/chromium)
 
@@ -15,6 +22,9 @@ import { chromium } from 'playwright-core';
 
 const PAGE = process.env.SWITCHBOARD_URL.replace(/^ws/, 'http') + '/';
 const CONTROL = process.env.SWITCHBOARD_CONTROL;
+const API_KEY = process.env.SWITCHBOARD_API_KEY;
+const PROXY_PAGE = process.env.SWITCHBOARD_PROXY.replace(/^ws/, 'http') + '/';
+const NET = process.env.SWITCHBOARD_NET;
 const SHOTS = process.env.SWITCHBOARD_SCREENSHOTS;
 const BOUND_MS = 2000; // ping_interval + pong_timeout
 mkdirSync(SHOTS, { recursive: true });
@@ -33,6 +43,26 @@ after(async () => { await browser?.close(); });
 async function control(action) {
   const res = await fetch(`${CONTROL}/${action}`, { method: 'POST' });
   assert.equal(res.status, 200, `control ${action}: ${await res.text()}`);
+}
+
+// net cuts or restores the network between the proxy's pages and the server.
+async function net(action) {
+  const res = await fetch(`${NET}/${action}`, { method: 'POST' });
+  const body = await res.text();
+  assert.equal(res.status, 200, `net ${action}: ${body}`);
+  return JSON.parse(body);
+}
+
+// apiPublish publishes through the backend API (straight to the server).
+async function apiPublish(room, data) {
+  const res = await fetch(PAGE + 'api/publish', {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${API_KEY}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ room, data }),
+  });
+  const body = await res.text();
+  assert.equal(res.status, 200, body);
+  return JSON.parse(body);
 }
 
 // A new browser context is a separate profile: cookies, storage, sockets.
@@ -153,4 +183,57 @@ test('after a server restart the page reconnects, rejoins and messages flow agai
   assert.deepEqual(carol.errors, []);
   await carol.context.close();
   await alice.context.close();
+});
+
+test('a tab that loses the network for 5 s catches up on a history room: the missed messages once, in order, then live', async () => {
+  const room = 'h:tab';
+  const tab = await user();
+  // Records the frames the page's WebSocket sends (nothing else changes).
+  await tab.context.addInitScript(() => {
+    window.__sent = [];
+    const send = WebSocket.prototype.send;
+    WebSocket.prototype.send = function (data) { window.__sent.push(String(data)); return send.call(this, data); };
+  });
+  const sent = async () => (await tab.page.evaluate(() => window.__sent)).map((f) => JSON.parse(f));
+  const shown = (text) => log(tab.page, room).locator('li.msg', { hasText: text });
+  const bodies = () => log(tab.page, room).locator('li.msg .body').allTextContents();
+  await tab.page.goto(`${PROXY_PAGE}?user=hana&rooms=${room}`);
+  await connected(tab.page);
+  const first = await apiPublish(room, 'before the outage');
+  await shown('before the outage').waitFor();
+  const joins = (await sent()).filter((f) => f.type === 'join' && f.room === room);
+  assert.deepEqual(joins.map((f) => f.since), [undefined]);
+
+  const t0 = Date.now();
+  const { silenced } = await net('cut');
+  assert.ok(silenced >= 1, `connections silenced: ${silenced}`);
+  // Published while the server still counts the tab in: these frames
+  // vanish on the way.
+  await apiPublish(room, 'missed 1');
+  await apiPublish(room, 'missed 2');
+  // The page notices through its own watchdog (nothing arrives any more).
+  await tab.page.waitForSelector('#state[data-state="reconnecting"]', { timeout: BOUND_MS + 3000 });
+  await apiPublish(room, 'missed 3');
+  await apiPublish(room, 'missed 4');
+  await tab.page.waitForTimeout(Math.max(0, 5000 - (Date.now() - t0))); // the outage itself
+  assert.notEqual(await state(tab.page).getAttribute('data-state'), 'open');
+  await shot(tab.page, '07-network-lost');
+  const { refused } = await net('restore');
+  assert.ok(refused >= 1, `reconnect attempts refused while the network was down: ${refused}`);
+
+  // Back online: the page reconnects by itself (backoff up to 15 s) and
+  // catches up from the join ack.
+  await shown('missed 4').waitFor({ timeout: 25000 });
+  await tab.page.waitForSelector('#state[data-state="open"]');
+  const rejoins = (await sent()).filter((f) => f.type === 'join' && f.room === room && f.since !== undefined);
+  assert.equal(rejoins.length, 1, JSON.stringify(rejoins));
+  assert.equal(rejoins[0].since, first.offset);
+  assert.equal(rejoins[0].epoch, first.epoch);
+  await apiPublish(room, 'live again');
+  await shown('live again').waitFor();
+  assert.deepEqual(await bodies(),
+    ['before the outage', 'missed 1', 'missed 2', 'missed 3', 'missed 4', 'live again']);
+  await shot(tab.page, '08-caught-up');
+  assert.deepEqual(tab.errors, []);
+  await tab.context.close();
 });

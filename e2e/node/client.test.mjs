@@ -2,12 +2,13 @@
 // with the npm package ws as its WebSocket, against the real server binary.
 // Run by e2e/nodeclient_test.go (TestNodeClient), which starts the server
 // with --auth none --ping-interval 1s --pong-timeout 1s
-// --max-conns-per-user 1 --per-user-policy evict-oldest --api-key KEY and
+// --max-conns-per-user 1 --per-user-policy evict-oldest --api-key KEY
+// --history-rooms h:* (memory history: a restart starts a new epoch) and
 // passes:
 //   SWITCHBOARD_URL      ws://host:port
 //   SWITCHBOARD_CONTROL  http://host:port of the control endpoint
 //                        (POST /stop /start /restart /sigstop /sigcont)
-//   SWITCHBOARD_API_KEY  the backend API key (for /api/disconnect)
+//   SWITCHBOARD_API_KEY  the backend API key (for /api/disconnect, /api/publish)
 // Every client uses its own user name: the server keeps one connection per user.
 
 import { test, after } from 'node:test';
@@ -37,6 +38,52 @@ function recordingWebSocket(log) {
       return super.send(data, ...rest);
     }
   };
+}
+
+// A recording WebSocket whose network can be cut: while net.down, every new
+// connection goes to a port where nothing listens and fails, as it would
+// with the network gone; cut() also drops the open connection abruptly (no
+// close handshake, like a network drop).
+function cuttableNetwork() {
+  const net = { down: false, log: [], sockets: [] };
+  net.WebSocket = class extends WebSocket {
+    constructor(url, ...rest) {
+      super(net.down ? url.replace(/^ws:\/\/[^/]+/, 'ws://127.0.0.1:9') : url, ...rest);
+      net.sockets.push(this);
+      this.on('message', (data) => net.log.push(['in', JSON.parse(String(data))]));
+    }
+    send(data, ...rest) {
+      net.log.push(['out', JSON.parse(data)]);
+      return super.send(data, ...rest);
+    }
+  };
+  net.cut = () => {
+    net.down = true;
+    for (const ws of net.sockets) ws.terminate();
+  };
+  net.restore = () => { net.down = false; };
+  net.sent = (pred) => net.log.filter(([d, f]) => d === 'out' && pred(f)).map(([, f]) => f);
+  return net;
+}
+
+// apiPublish publishes through the backend API; resolves with {id, offset, epoch}.
+async function apiPublish(room, data) {
+  const res = await fetch(BASE.replace(/^ws/, 'http') + '/api/publish', {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${API_KEY}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ room, data }),
+  });
+  const body = await res.text();
+  assert.equal(res.status, 200, body);
+  return JSON.parse(body);
+}
+
+// collect records the message events of one room and the reset events.
+function collect(sb, room) {
+  const got = { messages: [], resets: [] };
+  sb.on('message', (m) => { if (m.room === room) got.messages.push(m); });
+  sb.on('reset', (r) => got.resets.push(r));
+  return got;
 }
 
 function client(user, opts = {}) {
@@ -103,7 +150,11 @@ test('welcome, join, publish, send and presence resolve on their acks', async ()
 test('join with echo false and since', async () => {
   const a = client('n-echo');
   await opened(a);
+  // The room keeps no history: nothing can be recovered.
+  const reset = next(a, 'reset', (r) => r.room === 'n-echo-room');
   assert.deepEqual(await a.join('n-echo-room', { echo: false, since: 0, epoch: 'e0' }), ['n-echo']);
+  assert.deepEqual(await reset, { room: 'n-echo-room' });
+  assert.equal(a.position('n-echo-room'), null);
   let own = 0;
   a.on('message', () => own++);
   await a.publish('n-echo-room', 'x');
@@ -239,4 +290,140 @@ test('close() ends it for good and rejects queued requests', async () => {
   await assert.rejects(a.publish('r', 1), (e) => e.code === 'closed');
   await sleep(800);
   assert.equal(a.state, 'closed');
+});
+
+test('a dropped connection in a history room resumes: the missed messages once, in order, then live ones', async () => {
+  const room = 'h:resume';
+  const net = cuttableNetwork();
+  const a = client('n-hist-a', { WebSocket: net.WebSocket, backoffCap: 1000 });
+  const b = client('n-hist-b');
+  const got = collect(a, room);
+  await Promise.all([opened(a), opened(b)]);
+  await a.join(room);
+  const start = a.position(room);
+  assert.equal(typeof start.offset, 'number');
+  assert.equal(typeof start.epoch, 'string');
+  await b.join(room);
+  const seenLive = next(a, 'message', (m) => m.data === 'live 2');
+  await b.publish(room, 'live 1');
+  await b.publish(room, 'live 2');
+  await seenLive;
+  assert.deepEqual(a.position(room), { offset: start.offset + 2, epoch: start.epoch });
+
+  // The network goes: the socket drops and reconnect attempts fail.
+  const failedAgain = next(a, 'close', () => a.closes.length >= 2, 5000);
+  net.cut();
+  await failedAgain; // the first drop and at least one failed attempt
+  assert.notEqual(a.state, 'open');
+  // Published meanwhile, by the backend and by another client.
+  const missed = ['api 1', 'b 1', 'api 2', 'b 2', 'api 3'];
+  for (const text of missed) {
+    if (text.startsWith('api')) {
+      const p = await apiPublish(room, text);
+      assert.equal(p.epoch, start.epoch);
+    } else {
+      await b.publish(room, text);
+    }
+  }
+  assert.notEqual(a.state, 'open');
+
+  // The network returns: the client reconnects by itself and catches up.
+  const caughtUp = next(a, 'message', (m) => m.data === 'api 3', 15000);
+  net.restore();
+  await caughtUp;
+  const rejoins = net.sent((f) => f.type === 'join' && f.room === room && f.since !== undefined);
+  assert.equal(rejoins.length, 1, JSON.stringify(rejoins));
+  assert.equal(rejoins[0].since, start.offset + 2);
+  assert.equal(rejoins[0].epoch, start.epoch);
+  const live = next(a, 'message', (m) => m.data === 'live 3');
+  await b.publish(room, 'live 3');
+  await live;
+
+  assert.deepEqual(got.messages.map((m) => m.data), ['live 1', 'live 2', ...missed, 'live 3']);
+  assert.deepEqual(got.messages.map((m) => m.offset), [1, 2, 3, 4, 5, 6, 7, 8].map((i) => start.offset + i));
+  assert.equal(new Set(got.messages.map((m) => m.id)).size, got.messages.length, 'a message id twice');
+  assert.deepEqual(got.resets, []);
+  assert.deepEqual(a.position(room), { offset: start.offset + 8, epoch: start.epoch });
+
+  // A position saved elsewhere (say before a page reload) resumes the same
+  // way through join(room, {since, epoch}).
+  const c = client('n-hist-c');
+  const gotC = collect(c, room);
+  await opened(c);
+  await c.join(room, { since: start.offset + 6, epoch: start.epoch });
+  assert.deepEqual(gotC.messages.map((m) => m.data), ['api 3', 'live 3']);
+  assert.deepEqual(gotC.messages, got.messages.slice(6));
+  assert.deepEqual(gotC.resets, []);
+  assert.deepEqual(c.position(room), { offset: start.offset + 8, epoch: start.epoch });
+});
+
+test('a message delivered already is dropped; one from a restarted stream is not', async () => {
+  const room = 'h:dedupe';
+  const net = cuttableNetwork();
+  const a = client('n-dedupe', { WebSocket: net.WebSocket, backoffCap: 1000 });
+  const got = collect(a, room);
+  await opened(a);
+  await a.join(room);
+  const second = next(a, 'message', (m) => m.data === 'two');
+  await apiPublish(room, 'one');
+  const p2 = await apiPublish(room, 'two');
+  const m2 = await second;
+  const { epoch } = a.position(room);
+  assert.deepEqual(a.position(room), { offset: p2.offset, epoch: p2.epoch });
+
+  // Frames as they would come off the wire (ws hands them to onmessage).
+  const inject = (frame) => a.ws.emit('message', Buffer.from(JSON.stringify(frame)), false);
+  inject(m2); // the same message again
+  assert.deepEqual(got.messages.map((m) => m.data), ['one', 'two']);
+  // A new message at an old offset: the stream started again (its offsets
+  // restart, its ids are new). It is let through; its epoch is unknown, so
+  // the next resume ends in reset.
+  inject({ ...m2, id: 'n-dedupe-restarted', data: 'restarted', offset: 1 });
+  assert.deepEqual(got.messages.map((m) => m.data), ['one', 'two', 'restarted']);
+  assert.deepEqual(a.position(room), { offset: 1, epoch: null });
+  inject(m2); // above the new offset, but delivered already
+  assert.deepEqual(got.messages.map((m) => m.data), ['one', 'two', 'restarted']);
+
+  const reset = next(a, 'reset', (r) => r.room === room, 10000);
+  a.ws.terminate();
+  assert.deepEqual(await reset, { room, offset: p2.offset, epoch });
+  assert.deepEqual(a.position(room), { offset: p2.offset, epoch });
+  const rejoins = net.sent((f) => f.type === 'join' && f.since !== undefined);
+  assert.deepEqual(rejoins.map((f) => [f.since, f.epoch]), [[1, undefined]]);
+  assert.deepEqual(got.messages.map((m) => m.data), ['one', 'two', 'restarted']);
+});
+
+test('after a restart of the server (memory history) the resume ends in reset with the new epoch', async () => {
+  const room = 'h:reset';
+  const net = cuttableNetwork();
+  const a = client('n-hist-reset', { WebSocket: net.WebSocket, backoffCap: 1000 });
+  const got = collect(a, room);
+  await opened(a);
+  await a.join(room);
+  const third = next(a, 'message', (m) => m.data === 'old 3');
+  for (const text of ['old 1', 'old 2', 'old 3']) await apiPublish(room, text);
+  await third;
+  const before = a.position(room);
+  assert.equal(before.offset, 3);
+
+  const closed = next(a, 'close', undefined, 10000);
+  net.cut(); // keeps the client away until the new server has a message
+  await control('restart');
+  await closed;
+  const p1 = await apiPublish(room, 'new 1');
+  assert.equal(p1.offset, 1);
+  assert.notEqual(p1.epoch, before.epoch);
+
+  const reset = next(a, 'reset', (r) => r.room === room, 15000);
+  net.restore();
+  assert.deepEqual(await reset, { room, offset: 1, epoch: p1.epoch });
+  assert.deepEqual(a.position(room), { offset: 1, epoch: p1.epoch });
+  // Counting starts again in the new epoch: offset 2 is below the old
+  // epoch's 3 and still delivered.
+  const live = next(a, 'message', (m) => m.data === 'new 2');
+  const p2 = await apiPublish(room, 'new 2');
+  assert.equal((await live).offset, p2.offset);
+  assert.equal(p2.offset, 2);
+  assert.deepEqual(got.messages.map((m) => m.data), ['old 1', 'old 2', 'old 3', 'new 2']);
+  assert.equal(got.resets.length, 1);
 });

@@ -19,11 +19,47 @@
 // - rejoins its rooms after every reconnect;
 // - keeps one user set per joined room from the join ack, join, leave and
 //   presence_diff frames, and emits `presence` with the sorted list after
-//   every change.
+//   every change;
+// - resumes rooms that keep history (see below) without a gap or a duplicate.
+//
+// Resuming rooms with history. In a room the server keeps history for
+// (--history-rooms), every message carries `offset` (per room, +1 per
+// message) and the join ack carries `offset` (the newest kept) and `epoch`.
+// For each joined room the client remembers the epoch of the latest join ack
+// and the last offset it delivered (from live messages and recovered ones;
+// the ack's offset right after a plain join); position(room) returns them.
+// - After every reconnect it rejoins such a room with `since` (that offset)
+//   and `epoch`. When the ack says `recovered: true`, its `messages` (those
+//   after `since`, oldest first) are emitted one by one as ordinary `message`
+//   events, before any later live message: the application sees the missed
+//   messages in order, then the live ones, as if nothing had happened.
+// - When the ack says `recovered: false` (the history restarted with a new
+//   epoch, or no longer reaches back to `since`, or the room keeps no history
+//   any more), the missed messages are lost to the client: it emits `reset`
+//   {room, offset, epoch} and goes on from the ack's offset and epoch. The
+//   application should reload what it shows of that room (from its own
+//   backend) and carry on with the live messages that follow.
+// - A message is never emitted twice: a live or recovered message whose
+//   offset is at or below the last one delivered for its room, or whose id
+//   is one of the room's last 256 delivered, is dropped. The one exception
+//   is a live message at such an offset with a new id: the stream started
+//   again while connected (e.g. the server let an idle room's history
+//   expire); it is delivered, counting starts again from it, and as its new
+//   epoch is unknown the next resume of that room ends in `reset`.
+// - join(room, {since, epoch}) asks for the same recovery explicitly (e.g.
+//   with a position an application saved before a page reload); its ack is
+//   handled the same way (`message` events, or `reset`).
+// - Direct messages kept with --history-users are tracked the same way under
+//   the private room `user:<id>` when the client joined it (unless that room
+//   is itself a history room: its own messages take precedence then).
 //
 // Events (on(type, fn) / off(type, fn); fn receives one detail object):
 //   open     the welcome frame {conn, user, ping_interval, pong_timeout, ...}
-//   message  a message frame {room | to | broadcast, from, data, id, ts}
+//   message  a message frame {room | to | broadcast, from, data, id, ts,
+//            offset?}: live, or recovered after a reconnect (same shape)
+//   reset    {room, offset?, epoch?}: messages of a history room were
+//            missed and cannot be recovered; reload the room's state (offset
+//            and epoch are the room's current ones, absent without history)
 //   join     {room, user}: a user entered a joined room
 //   leave    {room, user}: a user left a joined room
 //   presence {room, users}: the full sorted user list of a joined room
@@ -41,6 +77,8 @@ const DEFAULTS = {
   noReconnectCodes: [1002, 1003, 1007, 4002, 4003],
   protocols: ['switchboard.v1'],
 };
+
+const RECENT_IDS = 256; // ids of delivered history messages kept per room
 
 const OPEN = 1; // WebSocket.OPEN, the same in browsers and in ws
 
@@ -75,7 +113,10 @@ export class Switchboard {
     this.state = 'closed';
     this.welcome = null;
     this.ws = null;
-    this.rooms = new Map(); // room -> {echo, since, epoch}: rejoined after reconnect
+    // room -> {echo, since, epoch, ids, own}: rejoined after reconnect; since
+    // is the last offset delivered, ids the latest delivered message ids,
+    // own says the room's own messages carry offsets (see track).
+    this.rooms = new Map();
     this.users = new Map(); // room -> Set of user ids
     this.listeners = new Map();
     this.pending = new Map(); // id -> request
@@ -216,11 +257,7 @@ export class Switchboard {
       case 'pong': return;
       case 'ack': return this.onAnswer(f, true);
       case 'error': return this.onAnswer(f, false);
-      case 'message': {
-        const r = f.room && this.rooms.get(f.room);
-        if (r && typeof f.offset === 'number') r.since = f.offset;
-        return this.emit('message', f);
-      }
+      case 'message': return this.onMessage(f);
       case 'join': return this.applyPresence(f.room, [f.user], []);
       case 'leave': return this.applyPresence(f.room, [], [f.user]);
       case 'presence_diff': return this.applyPresence(f.room, f.joins || [], f.leaves || []);
@@ -233,6 +270,35 @@ export class Switchboard {
       }
       default: // unknown frame types are ignored, as the protocol asks
     }
+  }
+
+  /** The resume state a message counts against: its room's, or for a
+   *  direct message the one of the private room user:<to>, when joined. */
+  track(f) {
+    if (typeof f.room === 'string') {
+      const r = this.rooms.get(f.room);
+      if (r && typeof f.offset === 'number') r.own = true;
+      return r;
+    }
+    if (typeof f.to !== 'string') return undefined;
+    const r = this.rooms.get('user:' + f.to);
+    return r && !r.own ? r : undefined;
+  }
+
+  /** A live message: emitted unless this client delivered it already. */
+  onMessage(f) {
+    const r = this.track(f);
+    if (r && typeof f.offset === 'number') {
+      if (f.id != null && r.ids.has(f.id)) return; // delivered already
+      if (typeof r.since === 'number' && f.offset <= r.since) {
+        if (f.id == null) return; // taken for delivered already
+        // A new message at an old offset: the stream started again (a new
+        // epoch, unknown until the next join ack), and counting does too.
+        r.epoch = undefined;
+      }
+      delivered(r, f);
+    }
+    this.emit('message', f);
   }
 
   onWelcome(f) {
@@ -280,18 +346,57 @@ export class Switchboard {
       return;
     }
     if (p.kind === 'join') {
-      const r = { echo: p.frame.echo, since: p.frame.since, epoch: p.frame.epoch };
-      if (typeof f.offset === 'number') r.since = f.offset;
-      if (f.epoch != null) r.epoch = f.epoch;
       if (p.rejoin && !this.rooms.has(p.room)) { p.resolve([]); return; } // left meanwhile
-      this.rooms.set(p.room, r);
-      this.resetPresence(p.room, f.users || []);
-      for (const m of f.messages || []) this.emit('message', { ...m, recovered: true });
+      this.onJoined(p, f);
       p.resolve([...this.users.get(p.room) || []].sort());
     } else if (p.kind === 'presence') {
       p.resolve(p.users || []);
     } else {
       p.resolve(f);
+    }
+  }
+
+  /** A join ack: records the room's resume state, announces presence, then
+   *  emits the recovered messages or `reset`. */
+  onJoined(p, f) {
+    const room = p.room;
+    const prev = this.rooms.get(room);
+    const r = {
+      echo: p.frame.echo,
+      since: undefined,
+      epoch: f.epoch != null ? f.epoch : undefined,
+      ids: prev ? prev.ids : new Set(),
+      own: prev ? prev.own : false,
+    };
+    const asked = typeof p.frame.since === 'number' ? p.frame.since : undefined;
+    // What this client delivered already, when it counts in the ack's epoch.
+    let seen = asked;
+    if (prev && typeof prev.since === 'number' && prev.epoch != null && prev.epoch === r.epoch) {
+      seen = Math.max(seen ?? prev.since, prev.since);
+    }
+    const offset = typeof f.offset === 'number' ? f.offset : undefined;
+    const recovered = f.recovered === true && asked !== undefined;
+    if (recovered || f.recovered !== false) r.since = maxOffset(seen, offset);
+    else r.since = offset; // the gap cannot be filled: start again from here
+    this.rooms.set(room, r);
+    this.resetPresence(room, f.users || []);
+    if (recovered) {
+      for (const m of Array.isArray(f.messages) ? f.messages : []) {
+        if (!m || typeof m !== 'object') continue;
+        if (typeof m.offset === 'number') {
+          if (seen !== undefined && m.offset <= seen) continue; // had it
+          if (m.id != null && r.ids.has(m.id)) continue;
+          seen = m.offset;
+          delivered(r, m);
+        }
+        this.emit('message', m);
+      }
+      r.since = maxOffset(r.since, offset);
+    } else if (f.recovered === false) {
+      const detail = { room };
+      if (offset !== undefined) detail.offset = offset;
+      if (r.epoch !== undefined) detail.epoch = r.epoch;
+      this.emit('reset', detail);
     }
   }
 
@@ -393,6 +498,29 @@ export class Switchboard {
 
   /** The rooms this client is in (and rejoins after a reconnect). */
   joinedRooms() { return [...this.rooms.keys()]; }
+
+  /** Where a joined room with history stands for this client: {offset,
+   *  epoch}, the last offset delivered and the epoch it counts in (what a
+   *  later join(room, {since: offset, epoch}) resumes from), or null. */
+  position(room) {
+    const r = this.rooms.get(room);
+    if (!r || typeof r.since !== 'number') return null;
+    return { offset: r.since, epoch: r.epoch ?? null };
+  }
+}
+
+/** Records m, a history message about to be emitted, in r. */
+function delivered(r, m) {
+  r.since = m.offset;
+  if (m.id == null) return;
+  r.ids.add(m.id);
+  if (r.ids.size > RECENT_IDS) r.ids.delete(r.ids.values().next().value);
+}
+
+function maxOffset(a, b) {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return Math.max(a, b);
 }
 
 function defaultURL() {
