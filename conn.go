@@ -46,6 +46,10 @@ type Conn struct {
 	// zero while the connection keeps up.
 	stalledSince atomic.Int64
 
+	// dmHoldUntil is when held direct messages go out if the client has
+	// not made its first request (unix nanoseconds; 0: not holding).
+	dmHoldUntil atomic.Int64
+
 	// evicting marks a connection already chosen for eviction, so that two
 	// concurrent handshakes of one user never pick the same victim.
 	evicting atomic.Bool

@@ -199,6 +199,13 @@ func (h *Hub) newConn(r *http.Request, ident *Identity) *Conn {
 	}
 	c.reader.MaxMessage = lim.MaxMessageBytes
 	c.lastSeen.Store(now.UnixNano())
+	if stream := h.userStream(c.user); stream != "" {
+		// Direct messages wait for the client's first request (or
+		// dmHoldFor): a client resuming with a join of user:<id> since N
+		// then gets them after its ack, in order, never before it.
+		c.cursors = []*cursor{{stream: stream, waiting: true}}
+		c.dmHoldUntil.Store(now.Add(dmHoldFor).UnixNano())
+	}
 	return c
 }
 

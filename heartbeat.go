@@ -44,9 +44,21 @@ func (h *Hub) sweepOnce(now time.Time) {
 	writeTimeout := int64(h.opts.Limits.WriteTimeout)
 	var closes []verdict
 	obs := h.opts.Observer
+	var followers map[string][]*Conn
+	var directDue []*Conn
+	if h.history != nil && n-h.lastCatchUp >= int64(catchUpEvery) {
+		h.lastCatchUp = n
+		followers = map[string][]*Conn{}
+	}
 	h.reg.eachConn(func(c *Conn) {
+		if followers != nil {
+			c.addFollowed(followers)
+		}
 		if obs != nil {
 			obs.QueueBytes(c.pending.Load())
+		}
+		if until := c.dmHoldUntil.Load(); until != 0 && n >= until {
+			directDue = append(directDue, c)
 		}
 		switch {
 		case n-c.lastSeen.Load() > silence:
@@ -61,6 +73,13 @@ func (h *Hub) sweepOnce(now time.Time) {
 			c.enqueue(pingWireFrame)
 		}
 	})
+	for _, c := range directDue {
+		c.releaseDirect()
+	}
+	if len(followers) > 0 {
+		h.wg.Add(1)
+		go h.catchUp(followers)
+	}
 	// Closing takes registry locks, so it happens after the walk.
 	for _, v := range closes {
 		h.closeConn(v.c, v.code, v.reason)

@@ -118,13 +118,12 @@ func (h *Hub) userStream(user string) string {
 // joinStream is the stream a join of room recovers: the room's own, or
 // for a user's private room with user history, that user's messages.
 func (h *Hub) joinStream(room string) string {
-	if s := h.roomStream(room); s != "" {
-		return s
-	}
 	if user, ok := strings.CutPrefix(room, "user:"); ok {
-		return h.userStream(user)
+		if s := h.userStream(user); s != "" {
+			return s // the private room recovers direct messages first
+		}
 	}
-	return ""
+	return h.roomStream(room)
 }
 
 // The trailer closes every history payload: the offset in 20 digits and the

@@ -2,6 +2,7 @@ package switchboard
 
 import (
 	"slices"
+	"time"
 
 	"github.com/switchboardhq/switchboard/internal/wsframe"
 )
@@ -20,12 +21,16 @@ type cursor struct {
 	// messages are held meanwhile and released in order afterwards.
 	waiting bool
 	held    []heldMessage
+	// ownID is the connection's id when it joined with echo off: its own
+	// messages advance the cursor without being delivered, also when a
+	// gap fill reads them back from history.
+	ownID string
 }
 
 type heldMessage struct {
 	offset uint64
 	epoch  string
-	frame  []byte
+	frame  []byte // nil: the connection's own message with echo off, not delivered
 }
 
 func (c *Conn) cursorLocked(stream string) *cursor {
@@ -35,6 +40,23 @@ func (c *Conn) cursorLocked(stream string) *cursor {
 		}
 	}
 	return nil
+}
+
+// dmHoldFor bounds how long a new connection's direct messages wait for
+// its first request when users' messages are kept.
+const dmHoldFor = time.Second
+
+// releaseDirect lets a new connection's held direct messages go, in order,
+// unless a join of its private room took them over first.
+func (c *Conn) releaseDirect() {
+	if c.dmHoldUntil.Swap(0) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cur := c.cursorLocked(userStreamPfx + c.user); cur != nil && cur.waiting {
+		c.releaseLocked(cur, false)
+	}
 }
 
 // holdStream starts following stream (or pauses an existing cursor) while
@@ -48,6 +70,18 @@ func (c *Conn) holdStream(stream string) {
 		c.cursors = append(c.cursors, cur)
 	}
 	cur.waiting = true
+}
+
+// followedUpTo returns the next offset the connection's cursor on stream
+// expects in epoch: the messages below it were delivered. 0 when it has
+// not followed the stream in that epoch.
+func (c *Conn) followedUpTo(stream, epoch string) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cur := c.cursorLocked(stream); cur != nil && cur.epoch == epoch {
+		return cur.next
+	}
+	return 0
 }
 
 // dropStream stops following stream (the connection left the room).
@@ -89,7 +123,7 @@ func (c *Conn) advanceLocked(cur *cursor, m heldMessage, fill bool) bool {
 	case m.epoch != cur.epoch:
 		// Continuity was lost (the stream started again): go on from here.
 		cur.epoch, cur.next = m.epoch, m.offset+1
-		return c.pushLocked(m.frame)
+		return c.pushFrameLocked(m.frame)
 	case m.offset < cur.next:
 		return false // had it already (recovered in the join ack, or filled)
 	case m.offset == cur.next || !fill:
@@ -97,7 +131,7 @@ func (c *Conn) advanceLocked(cur *cursor, m heldMessage, fill bool) bool {
 			c.hub.counters.drop("history_gap")
 		}
 		cur.next = m.offset + 1
-		return c.pushLocked(m.frame)
+		return c.pushFrameLocked(m.frame)
 	}
 	cur.waiting = true
 	if !c.holdLocked(cur, m) {
@@ -105,6 +139,26 @@ func (c *Conn) advanceLocked(cur *cursor, m heldMessage, fill bool) bool {
 	}
 	go c.hub.fillGap(c, cur)
 	return true
+}
+
+// pushFrameLocked queues frame unless it is a skipped own message.
+func (c *Conn) pushFrameLocked(frame []byte) bool {
+	return frame != nil && c.pushLocked(frame)
+}
+
+// skipKept advances the connection's cursor past one of its own messages
+// that it does not want (echo off), so the next one is no gap.
+func (c *Conn) skipKept(stream, epoch string, offset uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cur := c.cursorLocked(stream)
+	switch {
+	case cur == nil:
+	case cur.waiting:
+		c.holdLocked(cur, heldMessage{offset: offset, epoch: epoch})
+	default:
+		c.advanceLocked(cur, heldMessage{offset: offset, epoch: epoch}, true)
+	}
 }
 
 // holdLocked keeps m until the wait ends. Held bytes count against the
@@ -125,18 +179,24 @@ func (c *Conn) releaseLocked(cur *cursor, fill bool) {
 	for _, m := range held {
 		c.pending.Add(-int64(len(m.frame))) // reserved again as each is queued
 	}
-	slices.SortStableFunc(held, func(a, b heldMessage) int {
-		if a.epoch != b.epoch {
-			return 0 // keep arrival order across a change of epoch
+	// Offset order within each run of one epoch; runs keep their arrival
+	// order (a change of epoch starts the stream again).
+	for start := 0; start < len(held); {
+		end := start + 1
+		for end < len(held) && held[end].epoch == held[start].epoch {
+			end++
 		}
-		switch {
-		case a.offset < b.offset:
-			return -1
-		case a.offset > b.offset:
-			return 1
-		}
-		return 0
-	})
+		slices.SortStableFunc(held[start:end], func(a, b heldMessage) int {
+			switch {
+			case a.offset < b.offset:
+				return -1
+			case a.offset > b.offset:
+				return 1
+			}
+			return 0
+		})
+		start = end
+	}
 	for i, m := range held {
 		c.advanceLocked(cur, m, fill)
 		if cur.waiting {
@@ -170,12 +230,18 @@ func (h *Hub) fillGap(c *Conn, cur *cursor) {
 	}
 	if err == nil && page.Epoch == epoch {
 		for _, p := range page.Payloads {
-			body, offset, _, serr := keptBody(p)
+			env, eerr := unmarshalEnvelope(p)
+			if eerr != nil {
+				continue
+			}
+			body, offset, _, serr := splitHistory(env.frame)
 			if serr != nil || offset != cur.next {
 				continue
 			}
 			cur.next++
-			c.pushLocked(wsframe.AppendFrame(make([]byte, 0, wsframe.FrameSize(len(body))), wsframe.OpText, body))
+			if cur.ownID == "" || env.origin != cur.ownID {
+				c.pushLocked(wsframe.AppendFrame(make([]byte, 0, wsframe.FrameSize(len(body))), wsframe.OpText, body))
+			}
 		}
 	}
 	c.releaseLocked(cur, false)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/switchboardhq/switchboard/internal/protocol"
 	"github.com/switchboardhq/switchboard/internal/wsframe"
@@ -48,7 +49,9 @@ func (h *Hub) deliverKept(env *envelope) {
 	var n uint64
 	if room, ok := strings.CutPrefix(env.target, roomStreamPfx); ok {
 		h.reg.eachMember(room, func(c *Conn, echo bool) {
-			if (c.id != env.origin || echo) && c.deliverKept(env.target, epoch, offset, frame) {
+			if c.id == env.origin && !echo {
+				c.skipKept(env.target, epoch, offset)
+			} else if c.deliverKept(env.target, epoch, offset, frame) {
 				n++
 			}
 		})
@@ -82,23 +85,35 @@ func (h *Hub) keptJoin(c *Conn, req *protocol.Request, stream string, ack *proto
 	}
 	page, err := h.history.Read(h.ctx, stream, since, limit)
 	if err != nil {
+		// The ack then names no position: a client must not resume from
+		// one that was never read.
 		h.log.Error("history read failed", "error", err, "room", req.Room)
+	} else {
+		ack.HasOffset, ack.Offset, ack.Epoch = true, page.Offset, page.Epoch
 	}
-	ack.HasOffset, ack.Offset, ack.Epoch = true, page.Offset, page.Epoch
+	recovered := false
 	if req.Since != nil {
-		recovered := err == nil && recoverable(page, since, req.Epoch)
+		recovered = err == nil && recoverable(page, since, req.Epoch)
+		// Messages this connection was already given live (it followed the
+		// stream before: a member joining again, or direct messages let go
+		// before the join) are left out of the ack.
+		had := c.followedUpTo(stream, page.Epoch)
 		var msgs [][]byte
-		size := 0
+		size, count := 0, 0
 		for _, p := range page.Payloads {
-			body, _, _, serr := keptBody(p)
+			body, offset, _, serr := keptBody(p)
 			if serr != nil {
 				recovered = false
 				break
 			}
+			count++
+			if offset < had {
+				continue
+			}
 			size += len(body)
 			msgs = append(msgs, body)
 		}
-		if recovered && (uint64(len(msgs)) != page.Offset-since || size > h.recoveryBytes()) {
+		if recovered && (uint64(count) != page.Offset-since || size > h.recoveryBytes()) {
 			recovered = false
 		}
 		if !recovered {
@@ -120,15 +135,29 @@ func (h *Hub) keptJoin(c *Conn, req *protocol.Request, stream string, ack *proto
 	cur := c.cursorLocked(stream)
 	if req.ID != "" {
 		c.pushPartsLocked(parts...)
+	} else if recovered {
+		// No ack to carry them: the recovered messages go as frames.
+		for _, m := range ack.Messages {
+			c.pushLocked(wsframe.AppendFrame(make([]byte, 0, wsframe.FrameSize(len(m))), wsframe.OpText, m))
+		}
 	}
 	if cur == nil {
 		return // left meanwhile
 	}
-	if err != nil {
+	cur.ownID = ""
+	if req.Echo != nil && !*req.Echo {
+		cur.ownID = c.id
+	}
+	switch {
+	case err != nil:
 		// Nothing known: follow live messages from the next one on.
 		cur.epoch, cur.next = "", 0
-	} else if cur.epoch != page.Epoch || cur.next <= page.Offset {
+	case cur.epoch != page.Epoch || cur.next == 0:
+		// A new follower, or one whose stream started again.
 		cur.epoch, cur.next = page.Epoch, page.Offset+1
+	case recovered && cur.next <= page.Offset:
+		// A member joining again with since: the ack carried the rest.
+		cur.next = page.Offset + 1
 	}
 	c.releaseLocked(cur, true)
 }
@@ -140,11 +169,57 @@ func recoverable(page HistoryPage, since uint64, epoch string) bool {
 	case since > page.Offset:
 		return false // ahead of the stream: not this stream's history
 	case since == page.Offset:
-		return epoch == page.Epoch || since == 0
-	case epoch != page.Epoch && since != 0:
+		// Nothing missed, in this epoch; a client with no epoch yet that
+		// has nothing (0) has nothing to miss either.
+		return epoch == page.Epoch || (since == 0 && epoch == "")
+	case epoch != page.Epoch && (since != 0 || epoch != ""):
 		return false // the stream started again since
 	}
 	return page.First != 0 && page.First <= since+1
+}
+
+// catchUpEvery is how often a node checks the streams its connections
+// follow against their newest offsets. Live messages are at most once: one
+// lost on the way (a broker reconnecting, a subscription still being
+// confirmed) would otherwise wait for the stream's next message to reveal
+// the gap, for ever in a quiet room. The check also keeps a followed
+// stream's epoch alive in the store while it is quiet.
+const catchUpEvery = 5 * time.Second
+
+// followers lists, per stream, the connections following it that are not
+// waiting on a history read. Called from the sweeper's walk.
+func (c *Conn) addFollowed(followers map[string][]*Conn) {
+	c.mu.Lock()
+	for _, cur := range c.cursors {
+		if !cur.waiting {
+			followers[cur.stream] = append(followers[cur.stream], c)
+		}
+	}
+	c.mu.Unlock()
+}
+
+// catchUp reads each followed stream's newest offset and fills the
+// connections that are behind it.
+func (h *Hub) catchUp(followers map[string][]*Conn) {
+	defer h.wg.Done()
+	for stream, conns := range followers {
+		page, err := h.history.Read(h.ctx, stream, 0, 0)
+		if err != nil {
+			if h.ctx.Err() == nil {
+				h.log.Warn("history check failed", "error", err)
+			}
+			continue
+		}
+		for _, c := range conns {
+			c.mu.Lock()
+			cur := c.cursorLocked(stream)
+			if cur != nil && !cur.waiting && cur.epoch == page.Epoch && cur.next != 0 && cur.next <= page.Offset {
+				cur.waiting = true
+				go h.fillGap(c, cur)
+			}
+			c.mu.Unlock()
+		}
+	}
 }
 
 // RoomHistory is what a room's history holds.

@@ -32,7 +32,9 @@ type memoryStream struct {
 	last    uint64 // newest offset given
 	entries []memoryEntry
 	bytes   int
-	newest  time.Time
+	// newest is when the stream was last written or read: a stream that
+	// someone follows keeps its epoch while it is quiet.
+	newest time.Time
 }
 
 type memoryEntry struct {
@@ -114,7 +116,9 @@ func (m *memoryHistory) Read(_ context.Context, stream string, since uint64, lim
 	// message learns the epoch those messages will have.
 	s := m.stream(stream, true)
 	defer s.mu.Unlock()
-	s.expire(m.now().Add(-m.ttl))
+	now := m.now()
+	s.expire(now.Add(-m.ttl))
+	s.newest = now
 	page := HistoryPage{Offset: s.last, Epoch: s.epoch}
 	if len(s.entries) > 0 {
 		page.First = s.entries[0].offset

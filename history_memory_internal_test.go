@@ -58,3 +58,30 @@ func FuzzKeptBody(f *testing.F) {
 		}
 	})
 }
+
+// A client that joined an empty room (offset 0, epoch E) and comes back
+// after the stream started again must not be told it recovered: since 0
+// skips the epoch check only for a client that never had an epoch.
+func TestRecoverableSinceZeroNeedsTheEpoch(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	m := newMemoryHistory(HistoryOptions{}.withDefaults(), func(context.Context, string, []byte) error { return nil })
+	m.now = func() time.Time { return now }
+	ctx := context.Background()
+	joined, _ := m.Read(ctx, "r:kept", 0, 0)
+	for range 3 {
+		m.Append(ctx, "r:kept", "room:kept", []byte(`x`), []byte(`y`))
+	}
+	now = now.Add(time.Hour)
+	m.sweep(now)
+	m.Append(ctx, "r:kept", "room:kept", []byte(`x`), []byte(`y`))
+	page, _ := m.Read(ctx, "r:kept", 0, 100)
+	if recoverable(page, 0, joined.Epoch) {
+		t.Fatalf("since 0 of epoch %s judged recoverable in epoch %s", joined.Epoch, page.Epoch)
+	}
+	if recoverable(HistoryPage{Epoch: "fresh"}, 0, joined.Epoch) {
+		t.Fatal("since 0 of an old epoch judged recoverable against a fresh empty stream")
+	}
+	if !recoverable(HistoryPage{Epoch: "fresh"}, 0, "") || !recoverable(HistoryPage{Epoch: joined.Epoch}, 0, joined.Epoch) {
+		t.Fatal("nothing missed was judged unrecoverable")
+	}
+}

@@ -241,3 +241,95 @@ func TestHistoryBounds(t *testing.T) {
 		t.Fatal("History of a room without history did not fail")
 	}
 }
+
+// echo:false holds in a history room: the connection's own message never
+// comes back, not even through the gap fill the next message would cause.
+func TestHistoryEchoOffStaysOff(t *testing.T) {
+	s := startStd(t, historyOpts(50))
+	a := dial(t, s, "alice")
+	a.mustAck(map[string]any{"type": "join", "room": "kept", "echo": false})
+	b := dial(t, s, "bob")
+	b.join("kept")
+	a.mustAck(map[string]any{"type": "publish", "room": "kept", "data": "mine"})
+	publishSeen(b, "kept", "bobs")
+	if m := a.expect("message"); m["data"] != "bobs" || offsetOf(m) != 2 {
+		t.Fatalf("alice got %v, want bob's message at offset 2", m)
+	}
+	a.noFrame()
+}
+
+// A member that sends join again (no since) while messages flow loses
+// none and gets none twice.
+func TestHistoryMemberJoiningAgainLosesNothing(t *testing.T) {
+	opts := historyOpts(1 << 16)
+	opts.Limits.QueueBytes = 64 << 20
+	s := startStd(t, opts)
+	a := dial(t, s, "alice")
+	a.join("kept")
+	ctx := context.Background()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		// A steady stream the client can keep up with, race detector on.
+		tick := time.NewTicker(100 * time.Microsecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			if _, err := s.hub.Publish(ctx, "kept", json.RawMessage(`1`)); err != nil {
+				return
+			}
+		}
+	})
+	var next uint64
+	for range 50 {
+		_, others := a.request(map[string]any{"type": "join", "room": "kept"})
+		for _, f := range others {
+			if f.str("type") != "message" {
+				continue
+			}
+			if o := offsetOf(f); next != 0 && o != next {
+				close(stop)
+				wg.Wait()
+				t.Fatalf("offset %d, want %d", o, next)
+			}
+			next = offsetOf(f) + 1
+		}
+	}
+	close(stop)
+	wg.Wait()
+}
+
+// A phone coming back: direct messages sent while it was away, and one
+// sent after it connected but before its resume, all come in the ack, in
+// order, and none comes twice.
+func TestHistoryDirectMessagesWaitForTheResume(t *testing.T) {
+	s := startStd(t, historyOpts(50))
+	ctx := context.Background()
+	phone := dial(t, s, "erin")
+	ack := phone.join("user:erin")
+	epoch := ack.str("epoch")
+	phone.close()
+	if _, err := s.hub.SendToUser(ctx, "erin", json.RawMessage(`"away"`)); err != nil {
+		t.Fatal(err)
+	}
+	back := dial(t, s, "erin")
+	if _, err := s.hub.SendToUser(ctx, "erin", json.RawMessage(`"between"`)); err != nil {
+		t.Fatal(err)
+	}
+	ack, others := back.request(map[string]any{"type": "join", "room": "user:erin", "since": 0, "epoch": epoch})
+	msgs, _ := ack["messages"].([]any)
+	if len(others) != 0 || ack["recovered"] != true || len(msgs) != 2 ||
+		msgs[0].(map[string]any)["data"] != "away" || msgs[1].(map[string]any)["data"] != "between" {
+		t.Fatalf("resume: %v (before the ack: %v)", ack, others)
+	}
+	if _, err := s.hub.SendToUser(ctx, "erin", json.RawMessage(`"after"`)); err != nil {
+		t.Fatal(err)
+	}
+	if m := back.expect("message"); m["data"] != "after" || offsetOf(m) != 3 {
+		t.Fatalf("live after the resume: %v", m)
+	}
+}

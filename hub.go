@@ -65,6 +65,7 @@ type Hub struct {
 	notifier      presenceNotifier
 	lastDiffFlush int64 // sweeper only
 	lastPrune     int64 // sweeper only
+	lastCatchUp   int64 // sweeper only
 
 	roomLocks stripedLocks
 	userLocks stripedLocks

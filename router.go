@@ -123,6 +123,13 @@ func (h *Hub) handleText(c *Conn, payload []byte) {
 		c.enqueueJSON(protocol.Error(derr.Ref, derr.Code, derr.Message))
 		return
 	}
+	if c.dmHoldUntil.Load() != 0 {
+		if req.Type == protocol.TypeJoin && req.Room == "user:"+c.user {
+			c.dmHoldUntil.Store(0) // the join takes the held messages over
+		} else {
+			c.releaseDirect()
+		}
+	}
 	if cb := h.opts.OnMessage; cb != nil && req.Type != protocol.TypePing {
 		cb(c, payload)
 	}

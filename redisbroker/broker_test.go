@@ -266,3 +266,52 @@ func TestHistory(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkHistoryAppend measures keeping and publishing 100-byte messages
+// of one room's history from one node (each a script round trip), with
+// parallel publishers as a node has (one per connection), until another
+// node has received them all.
+func BenchmarkHistoryAppend(b *testing.B) {
+	url := needRedis(b)
+	prefix := uniquePrefix()
+	var got atomic.Int64
+	all := make(chan struct{})
+	var want atomic.Int64
+	recv := newBroker(b, url, prefix)
+	if err := recv.Start(context.Background(), func(string, []byte) {
+		if got.Add(1) == want.Load() {
+			close(all)
+		}
+	}); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := recv.Subscribe(ctx, "room:bench"); err != nil {
+		b.Fatal(err)
+	}
+	pub := newBroker(b, url, prefix)
+	if err := pub.Start(ctx, func(string, []byte) {}); err != nil {
+		b.Fatal(err)
+	}
+	pub.BoundHistory(1000, time.Minute)
+	head, tail := make([]byte, 60), make([]byte, 40)
+	want.Store(int64(b.N))
+	b.SetParallelism(8)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, _, err := pub.Append(ctx, "r:bench", "room:bench", head, tail); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	select {
+	case <-all:
+	case <-time.After(time.Minute):
+		b.Fatalf("received %d of %d", got.Load(), b.N)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}

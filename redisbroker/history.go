@@ -47,6 +47,7 @@ return {top, epoch}
 `)
 
 // readScript: KEYS stream, meta; ARGV since, limit, fresh epoch, ttl in ms.
+// since stays below 2^52, where Lua numbers are exact.
 // Returns {newest offset, epoch, oldest kept offset, {payloads...}}.
 var readScript = redis.NewScript(`
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
@@ -54,8 +55,10 @@ if not epoch then
   epoch = ARGV[3]
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[2], 'epoch', epoch, 'top', 0)
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
+-- A read keeps the epoch (not the messages) alive: a quiet room that
+-- members follow must not start a new epoch under them.
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
 local top = tonumber(redis.call('HGET', KEYS[2], 'top'))
 local first = 0
 local head = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
@@ -120,6 +123,10 @@ func (b *Broker) Read(ctx context.Context, stream string, since uint64, limit in
 		return switchboard.HistoryPage{}, ErrClosed
 	}
 	_, ttl := b.historyBounds()
+	if since >= 1<<52 {
+		// Beyond any real offset (the client is confused): state only.
+		since, limit = 0, 0
+	}
 	res, err := readScript.Run(ctx, b.client, b.historyKeys(stream),
 		strconv.FormatUint(since, 10), max(limit, 0), switchboard.NewEpoch(), ttl).Slice()
 	if err != nil {
