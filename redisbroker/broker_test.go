@@ -188,14 +188,33 @@ func TestOutage(t *testing.T) {
 // BenchmarkPublish measures publish throughput of 100-byte payloads from
 // one node to another node that receives all of them.
 func BenchmarkPublish(b *testing.B) {
+	pub, received := benchPair(b)
+	ctx := context.Background()
+	payload := make([]byte, 100)
+	b.SetBytes(int64(len(payload)))
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		for pub.Publish(ctx, "room:bench", payload) != nil {
+			time.Sleep(50 * time.Microsecond) // queue full
+		}
+	}
+	received()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}
+
+// benchPair starts a publishing node and a node subscribed to room:bench;
+// received waits until the latter has got b.N payloads, then stops the
+// timer.
+func benchPair(b *testing.B) (pub *Broker, received func()) {
 	url := needRedis(b)
 	prefix := uniquePrefix()
 	var got atomic.Int64
 	all := make(chan struct{})
-	var want atomic.Int64
+	want := int64(b.N)
 	recv := newBroker(b, url, prefix)
 	if err := recv.Start(context.Background(), func(string, []byte) {
-		if got.Add(1) == want.Load() {
+		if got.Add(1) == want {
 			close(all)
 		}
 	}); err != nil {
@@ -205,27 +224,18 @@ func BenchmarkPublish(b *testing.B) {
 	if err := recv.Subscribe(ctx, "room:bench"); err != nil {
 		b.Fatal(err)
 	}
-	pub := newBroker(b, url, prefix)
+	pub = newBroker(b, url, prefix)
 	if err := pub.Start(ctx, func(string, []byte) {}); err != nil {
 		b.Fatal(err)
 	}
-	payload := make([]byte, 100)
-	want.Store(int64(b.N))
-	b.SetBytes(int64(len(payload)))
-	b.ResetTimer()
-	start := time.Now()
-	for range b.N {
-		for pub.Publish(ctx, "room:bench", payload) != nil {
-			time.Sleep(50 * time.Microsecond) // queue full
+	return pub, func() {
+		select {
+		case <-all:
+		case <-time.After(time.Minute):
+			b.Fatalf("received %d of %d", got.Load(), b.N)
 		}
+		b.StopTimer()
 	}
-	select {
-	case <-all:
-	case <-time.After(time.Minute):
-		b.Fatalf("received %d of %d", got.Load(), b.N)
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
@@ -272,30 +282,10 @@ func TestHistory(t *testing.T) {
 // parallel publishers as a node has (one per connection), until another
 // node has received them all.
 func BenchmarkHistoryAppend(b *testing.B) {
-	url := needRedis(b)
-	prefix := uniquePrefix()
-	var got atomic.Int64
-	all := make(chan struct{})
-	var want atomic.Int64
-	recv := newBroker(b, url, prefix)
-	if err := recv.Start(context.Background(), func(string, []byte) {
-		if got.Add(1) == want.Load() {
-			close(all)
-		}
-	}); err != nil {
-		b.Fatal(err)
-	}
+	pub, received := benchPair(b)
 	ctx := context.Background()
-	if err := recv.Subscribe(ctx, "room:bench"); err != nil {
-		b.Fatal(err)
-	}
-	pub := newBroker(b, url, prefix)
-	if err := pub.Start(ctx, func(string, []byte) {}); err != nil {
-		b.Fatal(err)
-	}
 	pub.BoundHistory(1000, time.Minute)
 	head, tail := make([]byte, 60), make([]byte, 40)
-	want.Store(int64(b.N))
 	b.SetParallelism(8)
 	b.ResetTimer()
 	start := time.Now()
@@ -307,11 +297,6 @@ func BenchmarkHistoryAppend(b *testing.B) {
 			}
 		}
 	})
-	select {
-	case <-all:
-	case <-time.After(time.Minute):
-		b.Fatalf("received %d of %d", got.Load(), b.N)
-	}
-	b.StopTimer()
+	received()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http/httptest"
 	"sync"
 	"testing"
@@ -19,21 +17,11 @@ const KeptMessages = 1000
 
 func historyNode(t *testing.T, b switchboard.Broker, id string) (*switchboard.Hub, *httptest.Server) {
 	t.Helper()
-	hub, err := switchboard.New(switchboard.Options{
+	return startNode(t, switchboard.Options{
 		Broker: b, NodeID: id,
 		History: switchboard.HistoryOptions{Rooms: []string{"kept"}, Size: 4 * KeptMessages},
 		Limits:  switchboard.Limits{Rate: 1e6, Burst: 1e6, QueueBytes: 64 << 20},
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	if err != nil {
-		t.Fatalf("switchboard.New: %v", err)
-	}
-	srv := httptest.NewServer(hub.Handler())
-	t.Cleanup(func() {
-		_ = hub.Close()
-		srv.Close()
-	})
-	return hub, srv
 }
 
 func (c *client) joinKept(t *testing.T, id string, since *uint64, epoch string) frame {

@@ -96,11 +96,15 @@ func (c *client) expect(t *testing.T, match func(frame) bool) frame {
 }
 
 func startHub(t *testing.T, b switchboard.Broker) (*switchboard.Hub, *httptest.Server) {
+	return startNode(t, switchboard.Options{Broker: b})
+}
+
+// startNode runs a hub with opts (logging discarded) behind a test server,
+// both closed when the test ends.
+func startNode(t *testing.T, opts switchboard.Options) (*switchboard.Hub, *httptest.Server) {
 	t.Helper()
-	hub, err := switchboard.New(switchboard.Options{
-		Broker: b,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	hub, err := switchboard.New(opts)
 	if err != nil {
 		t.Fatalf("switchboard.New: %v", err)
 	}

@@ -3,8 +3,6 @@ package brokertest
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -58,21 +56,7 @@ type presenceNode struct {
 func (s Suite) presenceNode(t *testing.T, ns, id string, log *presenceLog) presenceNode {
 	t.Helper()
 	b := s.Make(t, ns)
-	hub, err := switchboard.New(switchboard.Options{
-		Broker:      b,
-		NodeID:      id,
-		PresenceTTL: PresenceTTL,
-		OnPresence:  log.hook(id),
-		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatalf("switchboard.New: %v", err)
-	}
-	srv := httptest.NewServer(hub.Handler())
-	t.Cleanup(func() {
-		_ = hub.Close()
-		srv.Close()
-	})
+	hub, srv := startNode(t, switchboard.Options{Broker: b, NodeID: id, PresenceTTL: PresenceTTL, OnPresence: log.hook(id)})
 	return presenceNode{hub: hub, srv: srv, b: b}
 }
 
