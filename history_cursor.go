@@ -55,7 +55,7 @@ func (c *Conn) releaseDirect() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cur := c.cursorLocked(userStreamPfx + c.user); cur != nil && cur.waiting {
-		c.releaseLocked(cur, false)
+		c.releaseLocked(cur, fillNone)
 	}
 }
 
@@ -172,8 +172,17 @@ func (c *Conn) holdLocked(cur *cursor, m heldMessage) bool {
 	return true
 }
 
+// Thresholds for releaseLocked.
+const (
+	fillAll  uint64 = 0              // every gap is filled from history
+	fillNone uint64 = ^uint64(0) - 1 // every gap is given up
+)
+
 // releaseLocked ends a wait: the held messages go through in offset order.
-func (c *Conn) releaseLocked(cur *cursor, fill bool) {
+// A gap before a message up to readTo+1 is given up (history was read that
+// far and lacked it); a gap past it is filled, since with several
+// publishing nodes a message can arrive after later ones.
+func (c *Conn) releaseLocked(cur *cursor, readTo uint64) {
 	held := cur.held
 	cur.held, cur.waiting = nil, false
 	for _, m := range held {
@@ -198,7 +207,7 @@ func (c *Conn) releaseLocked(cur *cursor, fill bool) {
 		start = end
 	}
 	for i, m := range held {
-		c.advanceLocked(cur, m, fill)
+		c.advanceLocked(cur, m, m.offset > readTo+1)
 		if cur.waiting {
 			// A gap: the rest waits for the fill, behind this message.
 			for _, rest := range held[i+1:] {
@@ -228,7 +237,9 @@ func (h *Hub) fillGap(c *Conn, cur *cursor) {
 	if c.cursorLocked(cur.stream) != cur {
 		return // left the room meanwhile
 	}
+	readTo := fillNone
 	if err == nil && page.Epoch == epoch {
+		readTo = page.Offset
 		for _, p := range page.Payloads {
 			env, eerr := unmarshalEnvelope(p)
 			if eerr != nil {
@@ -244,5 +255,5 @@ func (h *Hub) fillGap(c *Conn, cur *cursor) {
 			}
 		}
 	}
-	c.releaseLocked(cur, false)
+	c.releaseLocked(cur, readTo)
 }

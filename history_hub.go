@@ -159,7 +159,7 @@ func (h *Hub) keptJoin(c *Conn, req *protocol.Request, stream string, ack *proto
 		// A member joining again with since: the ack carried the rest.
 		cur.next = page.Offset + 1
 	}
-	c.releaseLocked(cur, true)
+	c.releaseLocked(cur, fillAll)
 }
 
 // recoverable says whether a client that has everything up to since in

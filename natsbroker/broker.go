@@ -9,13 +9,18 @@
 // of one channel are delivered in publish order. Publishing uses nats.go's
 // buffered writer; reconnection, and the re-creation of subscriptions after
 // it, are nats.go's. Like every switchboard broker it is at-most-once.
+//
+// The broker is also a switchboard.History, on JetStream (see Append): the
+// rooms that keep history need a NATS server with JetStream enabled.
 package natsbroker
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,6 +80,20 @@ type Options struct {
 	ReconnectBuffer int
 	// NATSOptions are applied after the broker's own (credentials, TLS...).
 	NATSOptions []nats.Option
+
+	// History (see Append) needs JetStream. HistoryStream names the
+	// JetStream stream that keeps it; default "sb-history-" followed by
+	// Prefix escaped as a token (EncodeToken), so that clusters with
+	// different prefixes never share one.
+	HistoryStream string
+	// HistoryMemory keeps history in memory instead of files. Files are
+	// the default because history exists to bridge disruptions, a NATS
+	// restart among them; the file store does not sync each message, so
+	// it costs little more.
+	HistoryMemory bool
+	// HistoryReplicas is the stream's replica count in a JetStream
+	// cluster. Default 1.
+	HistoryReplicas int
 }
 
 // Stats are a broker's counters since New.
@@ -107,6 +126,8 @@ type Broker struct {
 	closeOnce sync.Once
 
 	published, publishErrors, delivered, dropped, reconnects atomic.Uint64
+
+	hist histState
 }
 
 // New checks opts and prepares a Broker; nothing connects until Start.
@@ -141,12 +162,22 @@ func New(opts Options) (*Broker, error) {
 	if opts.ReconnectBuffer <= 0 {
 		opts.ReconnectBuffer = DefaultReconnectBuffer
 	}
+	if opts.HistoryStream == "" {
+		opts.HistoryStream = "sb-history-" + EncodeToken(opts.Prefix)
+	}
+	if strings.ContainsAny(opts.HistoryStream, ".*>/\\ \t\r\n") {
+		return nil, fmt.Errorf("natsbroker: history stream name %q is not a valid JetStream stream name", opts.HistoryStream)
+	}
+	if opts.HistoryReplicas <= 0 {
+		opts.HistoryReplicas = 1
+	}
 	return &Broker{
 		opts: opts,
 		log:  opts.Logger.With("broker", "nats"),
 		subs: make(map[string]*nats.Subscription),
 		msgs: make(chan *nats.Msg, opts.DeliverBuffer),
 		done: make(chan struct{}),
+		hist: histState{seed: maphash.MakeSeed()},
 	}, nil
 }
 
@@ -216,6 +247,7 @@ func (b *Broker) Start(ctx context.Context, deliver func(channel string, payload
 		b.log.Warn("NATS not reachable yet; serving locally and retrying", "timeout", b.opts.StartTimeout)
 	case <-ctx.Done():
 	}
+	b.startHistory(ctx, nc)
 	return nil
 }
 

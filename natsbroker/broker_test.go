@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
 	"github.com/switchboardhq/switchboard"
@@ -109,7 +110,7 @@ func TestHubCluster(t *testing.T) {
 func TestOutage(t *testing.T) {
 	t.Parallel()
 	port := freePort(t)
-	srv, err := runServer(port)
+	srv, err := runServer(port, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +152,7 @@ func TestOutage(t *testing.T) {
 	brokertest.Eventually(t, "both brokers not ready", func() bool { return !ab.Ready() && !bb.Ready() })
 	time.Sleep(200 * time.Millisecond)
 	mu.Lock()
-	srv, err = runServer(port)
+	srv, err = runServer(port, "")
 	mu.Unlock()
 	if err != nil {
 		t.Fatalf("restart nats-server: %v", err)
@@ -216,6 +217,73 @@ func BenchmarkPublish(b *testing.B) {
 	case <-all:
 	case <-time.After(time.Minute):
 		b.Fatalf("received %d of %d (dropped %d)", got.Load(), b.N, recv.Stats().Dropped)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}
+
+// BenchmarkHistoryAppend measures keeping and publishing 100-byte messages
+// of one room's history from one node (each a JetStream store with an
+// expected last sequence, then a core publish), with parallel publishers
+// as a node has (one per connection, serialised per stream by Append),
+// until another node has received them all; on each server at hand (see
+// historyServers), with file and memory storage.
+func BenchmarkHistoryAppend(b *testing.B) {
+	for server, url := range historyServers(b) {
+		for _, storage := range []string{"file", "memory"} {
+			b.Run(server+"/"+storage, func(b *testing.B) { benchmarkAppend(b, url, storage == "memory") })
+		}
+	}
+}
+
+func benchmarkAppend(b *testing.B, natsURL string, memory bool) {
+	prefix := uniquePrefix()
+	var got, want atomic.Int64
+	all := make(chan struct{})
+	recv := newBroker(b, natsURL, prefix)
+	ctx := context.Background()
+	if err := recv.Start(ctx, func(string, []byte) {
+		if got.Add(1) == want.Load() {
+			close(all)
+		}
+	}); err != nil {
+		b.Fatal(err)
+	}
+	if err := recv.Subscribe(ctx, "room:bench"); err != nil {
+		b.Fatal(err)
+	}
+	pub, err := New(Options{URL: natsURL, Prefix: prefix, Logger: quietLogger(), HistoryMemory: memory})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pub.Close()
+	pub.BoundHistory(1000, time.Minute)
+	if err := pub.Start(ctx, func(string, []byte) {}); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		nc, _ := pub.conn()
+		js, _ := jetstream.New(nc)
+		_ = js.DeleteStream(ctx, pub.HistoryStream())
+	}()
+	head, tail := make([]byte, 60), make([]byte, 40)
+	want.Store(int64(b.N))
+	b.SetBytes(100)
+	b.SetParallelism(8)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, _, err := pub.Append(ctx, "r:bench", "room:bench", head, tail); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	select {
+	case <-all:
+	case <-time.After(time.Minute):
+		b.Fatalf("received %d of %d", got.Load(), b.N)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")

@@ -3,6 +3,7 @@ package natsbroker
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"go.uber.org/goleak"
 
 	"github.com/switchboardhq/switchboard"
 	"github.com/switchboardhq/switchboard/internal/brokertest"
@@ -25,6 +27,15 @@ func TestMain(m *testing.M) {
 	stop := findNATS()
 	code := m.Run()
 	stop()
+	stopJetStream()
+	if code == 0 {
+		// Everything the tests started is closed by now: any goroutine
+		// left is a leak (a broker's, or a history read's).
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines leaked:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
@@ -38,17 +49,31 @@ func findNATS() (stop func()) {
 		natsURL = "nats://127.0.0.1:4222"
 		return func() {}
 	}
-	s, err := runServer(-1)
+	dir, err := os.MkdirTemp("", "natsbroker-js-")
+	if err != nil {
+		panic(err)
+	}
+	s, err := runServer(-1, dir)
 	if err != nil {
 		panic("no NATS at 127.0.0.1:4222 and cannot run one in process: " + err.Error())
 	}
 	natsURL = s.ClientURL()
-	return s.Shutdown
+	inProcess = s
+	return func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+		_ = os.RemoveAll(dir)
+	}
 }
 
-// runServer starts an in-process NATS server on port (-1: a random one).
-func runServer(port int) (*server.Server, error) {
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
+// inProcess is the in-process server natsURL points to, if it does.
+var inProcess *server.Server
+
+// runServer starts an in-process NATS server on port (-1: a random one),
+// with JetStream keeping its files in storeDir unless that is "".
+func runServer(port int, storeDir string) (*server.Server, error) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true,
+		JetStream: storeDir != "", StoreDir: storeDir})
 	if err != nil {
 		return nil, err
 	}
