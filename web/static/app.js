@@ -191,6 +191,9 @@ function signIn(name, token) {
   sb.on('leave', ({ room, user }) => { if (user !== me) addEvent(room, `${user} left`); });
   sb.on('presence', ({ room }) => { if (room === current) renderPeople(); counts(); });
   sb.on('error', (e) => addEvent(current || DIRECT, `error: ${e.code}: ${e.message}`));
+  // A history room whose gap could not be filled: say so; the messages
+  // from here on are complete again.
+  sb.on('reset', ({ room }) => addEvent(room, 'some earlier messages could not be recovered'));
   sb.on('close', ({ code }) => {
     if (code === 1006 && !me) $('signin-error').textContent = 'Could not connect (refused or unreachable); retrying…';
   });
