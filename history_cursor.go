@@ -228,7 +228,7 @@ func (h *Hub) fillGap(c *Conn, cur *cursor) {
 	c.mu.Lock()
 	from, epoch := cur.next, cur.epoch
 	c.mu.Unlock()
-	page, err := h.history.Read(h.ctx, cur.stream, from-1, h.opts.History.Size*2)
+	page, err := h.readHistoryShared(cur.stream, from-1, h.opts.History.Size*2)
 	if err != nil {
 		h.log.Warn("history fill failed", "error", err, "conn_id", c.id)
 	}

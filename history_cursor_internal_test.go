@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -89,5 +90,58 @@ func TestCursorFillsAGapFromHistory(t *testing.T) {
 			t.Fatalf("got %v, want offsets 1..5", got)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// blockingStore counts reads and holds each until released.
+type blockingStore struct {
+	History
+	reads   atomic.Int32
+	release chan struct{}
+}
+
+func (s *blockingStore) Read(ctx context.Context, stream string, since uint64, limit int) (HistoryPage, error) {
+	s.reads.Add(1)
+	<-s.release
+	return HistoryPage{Offset: 7, Epoch: "e"}, nil
+}
+
+// Concurrent identical gap fills share one read of the store.
+func TestHistoryFillsShareOneRead(t *testing.T) {
+	store := &blockingStore{release: make(chan struct{})}
+	h, err := New(Options{History: HistoryOptions{Rooms: []string{"kept"}, Store: store},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	const callers = 20
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			if p, err := h.readHistoryShared("r:kept", 3, 10); err != nil || p.Offset != 7 {
+				t.Errorf("shared read: %+v %v", p, err)
+			}
+		})
+	}
+	sharers := func() int {
+		h.reads.mu.Lock()
+		defer h.reads.mu.Unlock()
+		for _, c := range h.reads.calls {
+			return c.sharers
+		}
+		return 0
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for sharers() != callers-1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d callers waiting on the read, want %d", sharers(), callers-1)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(store.release)
+	wg.Wait()
+	if n := store.reads.Load(); n != 1 {
+		t.Fatalf("%d reads of the store for %d identical fills, want 1", n, callers)
 	}
 }

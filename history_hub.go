@@ -83,7 +83,7 @@ func (h *Hub) keptJoin(c *Conn, req *protocol.Request, stream string, ack *proto
 	if req.Since != nil {
 		since = *req.Since
 	}
-	page, err := h.history.Read(h.ctx, stream, since, limit)
+	page, err := h.readHistory(stream, since, limit)
 	if err != nil {
 		// The ack then names no position: a client must not resume from
 		// one that was never read.
@@ -203,7 +203,7 @@ func (c *Conn) addFollowed(followers map[string][]*Conn) {
 func (h *Hub) catchUp(followers map[string][]*Conn) {
 	defer h.wg.Done()
 	for stream, conns := range followers {
-		page, err := h.history.Read(h.ctx, stream, 0, 0)
+		page, err := h.readHistoryShared(stream, 0, 0)
 		if err != nil {
 			if h.ctx.Err() == nil {
 				h.log.Warn("history check failed", "error", err)

@@ -48,6 +48,7 @@ type Hub struct {
 	presence Presence
 	cluster  *clusterPresence // the default Presence of a multi-node broker, else nil
 	history  History          // nil when no stream keeps history
+	reads    historyReads     // shared concurrent reads of one stream
 	memHist  *memoryHistory   // the in-memory store, swept by the sweeper; else nil
 	log      *slog.Logger
 
