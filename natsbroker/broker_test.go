@@ -20,7 +20,7 @@ var _ switchboard.Broker = (*Broker)(nil)
 // TestClose runs first (not parallel) so that goleak sees only its own
 // goroutines.
 func TestClose(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent()) // only what this test starts
 	b, err := New(Options{URL: natsURL, Prefix: uniquePrefix(), Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)

@@ -23,7 +23,7 @@ var _ switchboard.Broker = (*Broker)(nil)
 // goroutines.
 func TestClose(t *testing.T) {
 	url := needRedis(t)
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent()) // only what this test starts
 	b, err := New(Options{URL: url, Prefix: uniquePrefix(), Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +37,7 @@ func TestClose(t *testing.T) {
 
 // A broker that never reached Redis closes cleanly too.
 func TestCloseUnreachable(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent()) // only what this test starts
 	port, err := freePort()
 	if err != nil {
 		t.Fatal(err)
