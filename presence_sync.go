@@ -1,0 +1,232 @@
+package switchboard
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+)
+
+// The presence protocol between nodes: what a node does with another
+// node's messages, and how it sends its heartbeats and snapshots (see
+// clusterPresence for the whole picture and presence_query.go for the
+// messages).
+
+// receive applies a message from another node.
+func (cp *clusterPresence) receive(b []byte) {
+	var m presenceMsg
+	if err := json.Unmarshal(b, &m); err != nil || m.Node == "" {
+		cp.log.Warn("presence message dropped", "error", err, "bytes", len(b))
+		return
+	}
+	now := time.Now()
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if m.Node == cp.self {
+		if m.Type == msgHeartbeat {
+			if now.Sub(cp.selfHeard) > cp.ttl/2 {
+				// Back from an outage (or just started): nobody could be
+				// heard meanwhile, so everybody gets a full TTL to speak.
+				for _, p := range cp.peers {
+					p.heard = now
+				}
+			}
+			cp.selfHeard = now
+		}
+		return
+	}
+	p := cp.peers[m.Node]
+	if p == nil {
+		if m.Type == msgBye {
+			return
+		}
+		// A node heard for the first time is complete as long as its first
+		// numbered message is number 1; anything else is a gap.
+		p = &peer{id: m.Node, synced: true, share: newShare()}
+		cp.peers[m.Node] = p
+		cp.log.Info("cluster node joined", "node_id", m.Node)
+	}
+	switch {
+	case m.Started < p.started:
+		return // a late word from an earlier run of a restarted node
+	case m.Started > p.started && p.started != 0:
+		// The node restarted under the same name: none of its earlier
+		// connections survived, so its earlier share is all gone.
+		cp.log.Info("cluster node restarted", "node_id", p.id)
+		stale := p.share
+		p.share = newShare()
+		p.seq, p.synced, p.incoming, p.asked = 0, true, nil, time.Time{}
+		p.started = m.Started // before the leader is chosen: it is young now
+		cp.dropShare(p, stale)
+	}
+	p.heard = now
+	p.started = m.Started
+	switch m.Type {
+	case msgJoin, msgLeave, msgConnect, msgDisconnect:
+		switch {
+		case m.Seq <= p.seq: // already applied, or covered by a snapshot
+		case p.synced && m.Seq == p.seq+1:
+			p.seq = m.Seq
+			cp.apply(p, m.Type, m.Room, m.User, false)
+		default:
+			cp.lost(p, now)
+		}
+	case msgHeartbeat:
+		p.conns, p.users, p.roomCount = m.Conns, m.UserCount, m.RoomCount
+		if m.Seq > p.seq || !p.synced {
+			cp.lost(p, now)
+		}
+	case msgSnapshot:
+		cp.snapshotPart(p, &m, now)
+	case msgSync:
+		if len(m.To) == 0 || slices.Contains(m.To, cp.self) {
+			cp.wantSnap = true
+			cp.signal()
+		}
+	case msgBye:
+		delete(cp.peers, p.id)
+		cp.replace(p, newShare(), cp.isLeader())
+		cp.log.Info("cluster node left", "node_id", p.id)
+	}
+}
+
+// lost marks p's share incomplete and asks for a snapshot, at most once
+// per heartbeat interval. Called with mu held.
+func (cp *clusterPresence) lost(p *peer, now time.Time) {
+	p.synced = false
+	if now.Sub(p.asked) < cp.ttl/3 {
+		return
+	}
+	p.asked = now
+	if cp.wantSync == nil {
+		cp.wantSync = map[string]bool{}
+	}
+	cp.wantSync[p.id] = true
+	cp.signal()
+}
+
+func (cp *clusterPresence) snapshotPart(p *peer, m *presenceMsg, now time.Time) {
+	if m.Part == 0 {
+		in := newShare()
+		p.incoming, p.nextPart = &in, 0
+	}
+	if p.incoming == nil || m.Part != p.nextPart {
+		p.incoming = nil
+		cp.lost(p, now)
+		return
+	}
+	p.nextPart++
+	for _, u := range m.Users {
+		p.incoming.users[u] = struct{}{}
+	}
+	for room, users := range m.Rooms {
+		members := p.incoming.rooms[room]
+		if members == nil {
+			members = map[string]struct{}{}
+			p.incoming.rooms[room] = members
+		}
+		for _, u := range users {
+			members[u] = struct{}{}
+		}
+	}
+	if !m.Last {
+		return
+	}
+	next := *p.incoming
+	p.incoming = nil
+	if p.synced && m.Seq < p.seq {
+		return // older than what was applied since (cannot happen in order)
+	}
+	// What a snapshot changes was missed here; the leader reports it (the
+	// node that made the change may have too: at least once).
+	cp.replace(p, next, cp.isLeader())
+	p.seq, p.synced = m.Seq, true
+}
+
+
+func (cp *clusterPresence) heartbeat(ctx context.Context) {
+	st := cp.stats()
+	cp.sendMu.Lock()
+	defer cp.sendMu.Unlock()
+	cp.mu.Lock()
+	m := presenceMsg{Type: msgHeartbeat, Seq: cp.seq, Conns: st.Connections, UserCount: st.Users, RoomCount: st.Rooms}
+	cp.mu.Unlock()
+	if err := cp.publish(ctx, &m); err != nil && ctx.Err() == nil {
+		cp.log.Warn("presence heartbeat failed", "error", err)
+	}
+}
+
+func (cp *clusterPresence) askSnapshots(ctx context.Context, want map[string]bool) {
+	m := presenceMsg{Type: msgSync}
+	if !want[""] {
+		for id := range want {
+			m.To = append(m.To, id)
+		}
+		sort.Strings(m.To)
+	}
+	if err := cp.publish(ctx, &m); err != nil && ctx.Err() == nil {
+		cp.log.Warn("presence snapshot request failed", "error", err)
+	}
+}
+
+// sendSnapshot publishes this node's whole share in parts. sendMu keeps
+// deltas out from between the parts.
+func (cp *clusterPresence) sendSnapshot(ctx context.Context) {
+	cp.sendMu.Lock()
+	defer cp.sendMu.Unlock()
+	cp.mu.Lock()
+	parts := splitShare(cp.me.share, cp.seq)
+	cp.mu.Unlock()
+	for i := range parts {
+		if err := cp.publish(ctx, &parts[i]); err != nil {
+			if ctx.Err() == nil {
+				cp.log.Warn("presence snapshot failed", "error", err)
+			}
+			return
+		}
+	}
+}
+
+// splitShare encodes s as snapshot messages of at most about
+// snapshotPartBytes each, counting every name as if JSON escaped each of
+// its bytes (six bytes).
+func splitShare(s share, seq uint64) []presenceMsg {
+	var parts []presenceMsg
+	cur := presenceMsg{Type: msgSnapshot, Seq: seq}
+	n := 0
+	add := func(size int) {
+		if n > 0 && n+size > snapshotPartBytes {
+			parts = append(parts, cur)
+			cur = presenceMsg{Type: msgSnapshot, Seq: seq, Part: len(parts)}
+			n = 0
+		}
+		n += size
+	}
+	for u := range s.users {
+		add(6*len(u) + 4)
+		cur.Users = append(cur.Users, u)
+	}
+	for room, members := range s.rooms {
+		for u := range members {
+			add(6*(len(u)+len(room)) + 8)
+			if cur.Rooms == nil {
+				cur.Rooms = map[string][]string{}
+			}
+			cur.Rooms[room] = append(cur.Rooms[room], u)
+		}
+	}
+	cur.Last = true
+	return append(parts, cur)
+}
+
+func (cp *clusterPresence) publish(ctx context.Context, m *presenceMsg) error {
+	m.Node, m.Started = cp.self, cp.started
+	body, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode presence message: %w", err)
+	}
+	env := envelope{kind: kindPresence, frame: body}
+	return cp.broker.Publish(ctx, channelPresence, env.marshal())
+}
