@@ -145,7 +145,6 @@ func (cp *clusterPresence) snapshotPart(p *peer, m *presenceMsg, now time.Time) 
 	p.seq, p.synced = m.Seq, true
 }
 
-
 func (cp *clusterPresence) heartbeat(ctx context.Context) {
 	st := cp.stats()
 	cp.sendMu.Lock()
