@@ -333,3 +333,25 @@ func TestHistoryDirectMessagesWaitForTheResume(t *testing.T) {
 		t.Fatalf("live after the resume: %v", m)
 	}
 }
+
+// A direct message that reaches a new connection before it joins its
+// private room without since is delivered, not taken for history.
+func TestHistoryDirectMessageBeforeAPlainJoin(t *testing.T) {
+	s := startStd(t, historyOpts(50))
+	c := dial(t, s, "fay")
+	if _, err := s.hub.SendToUser(context.Background(), "fay", json.RawMessage(`"early"`)); err != nil {
+		t.Fatal(err)
+	}
+	ack, others := c.request(map[string]any{"type": "join", "room": "user:fay"})
+	if offsetOf(ack) != 1 {
+		t.Fatalf("ack %v", ack)
+	}
+	for _, f := range others {
+		if f.str("type") == "message" && f["data"] == "early" {
+			return
+		}
+	}
+	if m := c.expect("message"); m["data"] != "early" {
+		t.Fatalf("the early direct message was lost: got %v after the ack", m)
+	}
+}

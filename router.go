@@ -124,8 +124,8 @@ func (h *Hub) handleText(c *Conn, payload []byte) {
 		return
 	}
 	if c.dmHoldUntil.Load() != 0 {
-		if req.Type == protocol.TypeJoin && req.Room == "user:"+c.user {
-			c.dmHoldUntil.Store(0) // the join takes the held messages over
+		if req.Type == protocol.TypeJoin && req.Room == "user:"+c.user && req.Since != nil {
+			c.dmHoldUntil.Store(0) // the resuming join takes the held messages over
 		} else {
 			c.releaseDirect()
 		}
