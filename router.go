@@ -266,7 +266,7 @@ func (h *Hub) handleJoin(c *Conn, req *protocol.Request) {
 	}
 	ack := protocol.Ack{Ref: req.ID}
 	if req.Since != nil {
-		// Rooms keep no history yet: recovery is never possible.
+		// This room keeps no history: recovery is never possible.
 		recovered := false
 		ack.Recovered = &recovered
 		ack.Messages = [][]byte{}
