@@ -145,15 +145,33 @@ func (cp *clusterPresence) snapshotPart(p *peer, m *presenceMsg, now time.Time) 
 	p.seq, p.synced = m.Seq, true
 }
 
+// heartbeat says this node is alive, with its newest number. It is read
+// under sendMu, so every delta it counts was handed to the broker before
+// it; the heartbeat itself goes out without sendMu, so that retrying it
+// (a broker queue full of room traffic) never holds up this node's joins.
+// Three lost heartbeats in a row would get this node dropped elsewhere.
 func (cp *clusterPresence) heartbeat(ctx context.Context) {
 	st := cp.stats()
 	cp.sendMu.Lock()
-	defer cp.sendMu.Unlock()
 	cp.mu.Lock()
 	m := presenceMsg{Type: msgHeartbeat, Seq: cp.seq, Conns: st.Connections, UserCount: st.Users, RoomCount: st.Rooms}
 	cp.mu.Unlock()
-	if err := cp.publish(ctx, &m); err != nil && ctx.Err() == nil {
-		cp.log.Warn("presence heartbeat failed", "error", err)
+	cp.sendMu.Unlock()
+	deadline := time.Now().Add(cp.ttl / 6)
+	for {
+		err := cp.publish(ctx, &m)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			cp.log.Warn("presence heartbeat failed", "error", err)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
 
