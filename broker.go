@@ -71,6 +71,10 @@ func (b *MemoryBroker) Close() error {
 	return nil
 }
 
+// ErrUnavailable is wrapped by a Broker's Publish error while it cannot
+// reach its server: the message was not published (a backend may retry).
+var ErrUnavailable = errors.New("broker unavailable")
+
 // Broker channel names.
 const (
 	channelAll      = "all"

@@ -152,6 +152,10 @@ func TestBrokerRestart(t *testing.T) {
 			bp.kill()
 			waitReady(t, ctx, a, http.StatusServiceUnavailable)
 			waitReady(t, ctx, b, http.StatusServiceUnavailable)
+			// A backend is told its publish did not go out, and may retry.
+			if st, body := apiCall(t, ctx, "POST", "http://"+b.Addr+"/api/publish", "k", `{"room":"ops","data":"during"}`); st != http.StatusServiceUnavailable || body["error"] != "broker_unavailable" {
+				t.Fatalf("publish during the outage: %d %v, want 503 broker_unavailable", st, body)
+			}
 			before := last
 			bp.start(t, ctx)
 			waitReady(t, ctx, a, http.StatusOK)

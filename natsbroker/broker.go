@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/switchboardhq/switchboard"
 )
 
 // Defaults for Options.
@@ -44,6 +46,10 @@ const (
 var (
 	ErrClosed     = errors.New("natsbroker: closed")
 	ErrNotStarted = errors.New("natsbroker: not started")
+	// ErrNotReady is returned by Publish while NATS is unreachable: rather
+	// than buffer the message for a reconnection that may never come, the
+	// caller (an API client) is told it was not published.
+	ErrNotReady = fmt.Errorf("natsbroker: NATS is unreachable, not published: %w", switchboard.ErrUnavailable)
 )
 
 // Options configure a Broker. Only URL is required.
@@ -326,6 +332,10 @@ func (b *Broker) Publish(_ context.Context, channel string, payload []byte) erro
 	nc, err := b.conn()
 	if err != nil {
 		return err
+	}
+	if !nc.IsConnected() {
+		b.publishErrors.Add(1)
+		return ErrNotReady
 	}
 	if err := nc.Publish(b.Subject(channel), payload); err != nil {
 		b.publishErrors.Add(1)

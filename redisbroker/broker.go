@@ -23,6 +23,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/switchboardhq/switchboard"
 )
 
 // Defaults for Options.
@@ -43,6 +45,9 @@ var (
 	ErrQueueFull  = errors.New("redisbroker: publish queue full")
 	ErrClosed     = errors.New("redisbroker: closed")
 	ErrNotStarted = errors.New("redisbroker: not started")
+	// ErrNotReady is returned by Publish while Redis is unreachable: the
+	// message would be lost, and the caller (an API client) should know.
+	ErrNotReady = fmt.Errorf("redisbroker: Redis is unreachable, not published: %w", switchboard.ErrUnavailable)
 )
 
 // Options configure a Broker. Only URL is required.
@@ -254,6 +259,10 @@ func (b *Broker) Publish(_ context.Context, channel string, payload []byte) erro
 	}
 	if !b.started.Load() {
 		return ErrNotStarted
+	}
+	if !b.ready.Load() {
+		b.publishErrors.Add(1)
+		return ErrNotReady
 	}
 	m := message{channel: b.opts.Prefix + channel, payload: append([]byte(nil), payload...)}
 	select {

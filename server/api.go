@@ -27,6 +27,7 @@ const (
 	errTooLarge     = "too_large"
 	errMediaType    = "unsupported_media_type"
 	errInternal     = "internal"
+	errUnavailable  = "broker_unavailable"
 	errIdemReused   = "idempotency_key_reused"
 	errNoHistory    = "history_not_kept"
 )

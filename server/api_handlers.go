@@ -187,6 +187,7 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request, key int) {
 	idemKey := r.Header.Get("Idempotency-Key")
 	if _, given := r.Header["Idempotency-Key"]; !given {
 		status, answer := a.doPublish(r.Context(), &req)
+		retryLater(w, status)
 		writeRaw(w, status, answer)
 		return
 	}
@@ -211,7 +212,15 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request, key int) {
 		status, answer := http.StatusInternalServerError, internalAnswer
 		defer func() { a.idem.finish(e, status, answer) }()
 		status, answer = a.doPublish(r.Context(), &req)
+		retryLater(w, status)
 		writeRaw(w, status, answer)
+	}
+}
+
+// retryLater tells a client refused with 503 when to try again.
+func retryLater(w http.ResponseWriter, status int) {
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
 	}
 }
 
@@ -257,6 +266,11 @@ func (a *api) doPublish(ctx context.Context, req *publishRequest) (int, []byte) 
 	}
 	if err != nil {
 		a.log.Error("api publish failed", "error", err)
+		if errors.Is(err, switchboard.ErrUnavailable) {
+			// Not remembered for an Idempotency-Key: a retry publishes.
+			b, _ := json.Marshal(apiError{Error: errUnavailable, Message: "the broker is unreachable: the message was not published; retry"})
+			return http.StatusServiceUnavailable, append(b, '\n')
+		}
 		b, _ := json.Marshal(apiError{Error: errInternal, Message: "the message could not be published"})
 		return http.StatusInternalServerError, append(b, '\n')
 	}
@@ -294,6 +308,11 @@ func (a *api) disconnect(w http.ResponseWriter, r *http.Request, _ int) {
 	defer cancel()
 	if err := a.hub.Disconnect(ctx, req.User); err != nil {
 		a.log.Error("api disconnect failed", "error", err)
+		if errors.Is(err, switchboard.ErrUnavailable) {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, errUnavailable, "the broker is unreachable: the disconnect was not sent; retry")
+			return
+		}
 		writeError(w, http.StatusInternalServerError, errInternal, "the disconnect could not be sent")
 		return
 	}

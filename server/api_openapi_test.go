@@ -38,6 +38,7 @@ type scenario struct {
 	hdr                              []string
 	closed                           bool // send to a node whose hub is closed (5xx)
 	storeDown                        bool // send to a node whose history store fails
+	brokerDown                       bool // send to a node whose broker is unreachable
 	before                           func(h http.Handler)
 }
 
@@ -47,6 +48,9 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 	_ = closed.Hub.Close()
 	storeDown, _ := testServer(t, "--api-key=k", "--history-rooms=kept")
 	storeDown.api.(*api).history = failingHistory
+	// Nothing listens on port 1: the node starts (after its 5 s wait) and
+	// serves with its broker down.
+	brokerDown, _ := testServer(t, "--api-key=k", "--broker=redis", "--redis-url=redis://127.0.0.1:1/0")
 	h := srv.Handler()
 
 	rec := call(t, h, "GET", "/api/openapi.json", "", "") // no key needed
@@ -83,6 +87,8 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 			}
 		}),
 		"POST /api/publish 500":     with(post("/api/publish", pub), func(s *scenario) { s.closed = true }),
+		"POST /api/publish 503":     with(post("/api/publish", pub), func(s *scenario) { s.brokerDown = true }),
+		"POST /api/disconnect 503":  with(post("/api/disconnect", `{"user":"u"}`), func(s *scenario) { s.brokerDown = true }),
 		"POST /api/disconnect 200":  post("/api/disconnect", `{"user":"u"}`),
 		"POST /api/disconnect 400":  post("/api/disconnect", `{"user":""}`),
 		"POST /api/disconnect 401":  with(post("/api/disconnect", `{"user":"u"}`), func(s *scenario) { s.key = "" }),
@@ -130,6 +136,8 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 					target = closed.Handler()
 				case sc.storeDown:
 					target = storeDown.Handler()
+				case sc.brokerDown:
+					target = brokerDown.Handler()
 				}
 				if sc.before != nil {
 					sc.before(target)

@@ -111,9 +111,14 @@ func token(args []string, stdout, stderr io.Writer) error {
 	rooms := fs.String("rooms", "", "comma-separated rooms claim: exact names or prefix* patterns (default: any room)")
 	issuer := fs.String("issuer", "", "iss claim (match the server's --jwt-issuer)")
 	audience := fs.String("audience", "", "aud claim (match the server's --jwt-audience)")
-	secret := fs.String("jwt-secret", os.Getenv("SWITCHBOARD_JWT_SECRET"), "HS256 secret (env SWITCHBOARD_JWT_SECRET)")
+	// No default from the environment: flag usage prints defaults, and a
+	// secret must never reach a terminal or a CI log that way.
+	secret := fs.String("jwt-secret", "", "HS256 secret (default: env SWITCHBOARD_JWT_SECRET)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *secret == "" {
+		*secret = os.Getenv("SWITCHBOARD_JWT_SECRET")
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q: flags take the form --name=value", fs.Arg(0))
