@@ -46,9 +46,12 @@ func (h *Hub) sweepOnce(now time.Time) {
 	obs := h.opts.Observer
 	var followers map[string][]*Conn
 	var directDue []*Conn
-	if h.history != nil && n-h.lastCatchUp >= int64(catchUpEvery) {
+	if h.history != nil && n-h.lastCatchUp >= int64(h.catchUpInterval()) {
 		h.lastCatchUp = n
 		followers = map[string][]*Conn{}
+		if h.memHist != nil {
+			h.memHist.sweep(now)
+		}
 	}
 	h.reg.eachConn(func(c *Conn) {
 		if followers != nil {
@@ -88,9 +91,6 @@ func (h *Hub) sweepOnce(now time.Time) {
 	if n-h.lastPrune >= int64(time.Minute) {
 		h.lastPrune = n
 		h.handshakes.prune(now)
-		if h.memHist != nil {
-			h.memHist.sweep(now)
-		}
 	}
 	if n-h.lastDiffFlush >= int64(h.opts.PresenceBatchInterval) {
 		h.lastDiffFlush = n

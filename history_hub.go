@@ -178,13 +178,16 @@ func recoverable(page HistoryPage, since uint64, epoch string) bool {
 	return page.First != 0 && page.First <= since+1
 }
 
-// catchUpEvery is how often a node checks the streams its connections
-// follow against their newest offsets. Live messages are at most once: one
+// catchUpEvery is how often, at most, a node checks the streams its
+// connections follow against their newest offsets (a quarter of the
+// history TTL when that is shorter). Live messages are at most once: one
 // lost on the way (a broker reconnecting, a subscription still being
 // confirmed) would otherwise wait for the stream's next message to reveal
 // the gap, for ever in a quiet room. The check also keeps a followed
 // stream's epoch alive in the store while it is quiet.
 const catchUpEvery = 5 * time.Second
+
+func (h *Hub) catchUpInterval() time.Duration { return min(catchUpEvery, h.opts.History.TTL/4) }
 
 // followers lists, per stream, the connections following it that are not
 // waiting on a history read. Called from the sweeper's walk.

@@ -57,6 +57,8 @@ type clusterPresence struct {
 	// reports the transition too, lest nobody does.
 	stillHeld map[string]time.Time
 
+	twinWarned time.Time // the last warning about a node with this one's name
+
 	// closing is set when the hub closes: changes are no longer sent one
 	// by one, the goodbye covers them.
 	closing atomic.Bool

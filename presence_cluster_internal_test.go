@@ -412,3 +412,35 @@ func FuzzPresenceReceive(f *testing.F) {
 		}
 	})
 }
+
+// Two live nodes with one name: each says so in its log.
+func TestPresenceWarnsOfATwin(t *testing.T) {
+	var logs syncLog
+	h, err := New(Options{Broker: (&bus{}).node(), NodeID: "same", PresenceTTL: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	h.cluster.receive([]byte(`{"t":"h","n":"same","st":1,"q":0}`))
+	if !strings.Contains(logs.String(), "another node uses this node id") {
+		t.Fatalf("no warning about a twin in:\n%s", logs.String())
+	}
+}
+
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

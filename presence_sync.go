@@ -24,6 +24,16 @@ func (cp *clusterPresence) receive(b []byte) {
 	now := time.Now()
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
+	if m.Node == cp.self && m.Started != cp.started {
+		// Another live process has this node's name: neither can see the
+		// other's users. Say so, once per TTL.
+		if now.Sub(cp.twinWarned) > cp.ttl {
+			cp.twinWarned = now
+			cp.log.Error("another node uses this node id: presence is wrong on both; give every node its own --node-id",
+				"node_id", cp.self)
+		}
+		return
+	}
 	if m.Node == cp.self {
 		if m.Type == msgHeartbeat {
 			if now.Sub(cp.selfHeard) > cp.ttl/2 {

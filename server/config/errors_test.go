@@ -42,6 +42,10 @@ func TestParseErrors(t *testing.T) {
 		{"yaml nested list", nil, nil, "allowed-origins: [[a]]\n", []string{`key "allowed-origins"`, "list of strings"}},
 		{"yaml not a mapping", nil, nil, "- a\n- b\n", []string{"switchboard.yaml", "mapping"}},
 		{"yaml syntax", nil, nil, "rate: [1\n", []string{"switchboard.yaml", "invalid YAML"}},
+		{"empty entry in a list variable", nil, map[string]string{"SWITCHBOARD_API_KEY": ","}, "",
+			[]string{"--api-key must not be empty"}},
+		{"trailing comma in a list flag", []string{"--history-rooms=chat:*,"}, nil, "",
+			[]string{"--history-rooms must not contain empty entries"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -143,7 +147,12 @@ func TestValidate(t *testing.T) {
 		{"presence-ttl", func(c *Config) { c.PresenceTTL = 0 }, "--presence-ttl must be a positive duration"},
 		{"cluster-name", func(c *Config) { c.ClusterName = "a.b" }, "--cluster-name may hold only letters, digits, - and _"},
 		{"history-ttl", func(c *Config) { c.HistoryTTL = 0 }, "--history-ttl must be a positive duration"},
+		{"history-ttl short", func(c *Config) { c.HistoryTTL = 3 * time.Second }, "--history-ttl must be at least 10s, got 3s"},
+		{"presence-ttl short", func(c *Config) { c.PresenceTTL = time.Millisecond }, "--presence-ttl must be at least 3s, got 1ms"},
 		{"history-size", func(c *Config) { c.HistorySize = 0 }, "--history-size must be at least 1, got 0"},
+		{"history-rooms pattern", func(c *Config) { c.HistoryRooms = []string{"bad room"} }, `--history-rooms: "bad room" is neither a room name`},
+		{"history-rooms double star", func(c *Config) { c.HistoryRooms = []string{"chat:**"} }, `--history-rooms: "chat:**" is neither`},
+		{"read-only-rooms inner star", func(c *Config) { c.ReadOnlyRooms = []string{"a*b"} }, `--read-only-rooms: "a*b" is neither`},
 		{"max-message-bytes", func(c *Config) { c.MaxMessageBytes = 0 }, "--max-message-bytes must be at least 1, got 0"},
 		{"burst", func(c *Config) { c.Burst = 0 }, "--burst must be at least 1, got 0"},
 		{"max-conns-per-user", func(c *Config) { c.MaxConnsPerUser = -1 }, "--max-conns-per-user must be at least 1, got -1"},

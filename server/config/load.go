@@ -275,12 +275,16 @@ func (s spec) set(c *Config, vals []string, where string) error {
 
 // splitCSV splits a comma-separated list, trimming spaces and dropping empty
 // items (so trailing commas are harmless).
+// splitCSV splits a comma-separated value. An empty value is an empty
+// list; an empty entry inside one ("a,,b", "a,") is kept, so that
+// validation reports it rather than a typo passing unnoticed.
 func splitCSV(v string) []string {
+	if strings.TrimSpace(v) == "" {
+		return nil
+	}
 	var out []string
 	for _, item := range strings.Split(v, ",") {
-		if item = strings.TrimSpace(item); item != "" {
-			out = append(out, item)
-		}
+		out = append(out, strings.TrimSpace(item))
 	}
 	return out
 }

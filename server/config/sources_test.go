@@ -36,7 +36,7 @@ func sourceCases() []sourceCase {
 		sc("jwt-audience", "switchboard", func(c *Config) any { return c.JWTAudience }, "switchboard"),
 		sc("tls-cert", "c.pem", func(c *Config) any { return c.TLSCert }, "c.pem", "--tls-key=k.pem"),
 		sc("tls-key", "k.pem", func(c *Config) any { return c.TLSKey }, "k.pem", "--tls-cert=c.pem"),
-		{name: "api-key", flags: []string{"--api-key=a1", "--api-key=b,2"}, env: "a1, b2,",
+		{name: "api-key", flags: []string{"--api-key=a1", "--api-key=b,2"}, env: "a1, b2",
 			yaml: "[a1, b2]", get: func(c *Config) any { return c.APIKeys }},
 		{name: "allowed-origins", flags: []string{"--allowed-origins=https://a.io, https://b.io"},
 			env: "https://a.io,https://b.io", yaml: "[https://a.io, https://b.io]",

@@ -94,6 +94,14 @@ func (c *Config) Validate() error {
 			bad("--%s must be a positive duration (e.g. 10s), got %s", d.name, d.v)
 		}
 	}
+	// Below these, heartbeats and history checks (run about every second)
+	// cannot keep up: nodes would drop each other, quiet rooms lose epochs.
+	if c.PresenceTTL > 0 && c.PresenceTTL < 3*time.Second {
+		bad("--presence-ttl must be at least 3s, got %s", c.PresenceTTL)
+	}
+	if c.HistoryTTL > 0 && c.HistoryTTL < 10*time.Second {
+		bad("--history-ttl must be at least 10s, got %s", c.HistoryTTL)
+	}
 	for _, n := range []struct {
 		name string
 		v    int
@@ -130,6 +138,16 @@ func (c *Config) Validate() error {
 		if strings.TrimSpace(p) == "" {
 			bad("--history-rooms must not contain empty entries")
 			break
+		}
+	}
+	for _, l := range []struct {
+		name     string
+		patterns []string
+	}{{"read-only-rooms", c.ReadOnlyRooms}, {"history-rooms", c.HistoryRooms}} {
+		for _, p := range l.patterns {
+			if p != "" && !validRoomPattern(p) {
+				bad("--%s: %q is neither a room name (1 to 128 of A-Z a-z 0-9 _ . : @ / -) nor such a prefix followed by one *", l.name, p)
+			}
 		}
 	}
 
@@ -209,4 +227,19 @@ func isLoopback(host string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// validRoomPattern accepts a room name, or a prefix of one followed by a
+// single * (the prefix may be empty: every room).
+func validRoomPattern(p string) bool {
+	name, star := strings.CutSuffix(p, "*")
+	if len(name) > 128 || (!star && name == "") {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_.:@/-", r)) {
+			return false
+		}
+	}
+	return true
 }
