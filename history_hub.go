@@ -236,8 +236,10 @@ type RoomHistory struct {
 }
 
 // History returns up to limit kept messages of room after offset since.
+// For a user's private room user:<id> with HistoryOptions.Users, they are
+// the user's direct messages, as a join of that room recovers them.
 func (h *Hub) History(ctx context.Context, room string, since uint64, limit int) (RoomHistory, error) {
-	stream := h.roomStream(room)
+	stream := h.joinStream(room)
 	if stream == "" {
 		return RoomHistory{}, fmt.Errorf("room %q keeps no history", room)
 	}
@@ -257,5 +259,6 @@ func (h *Hub) History(ctx context.Context, room string, since uint64, limit int)
 	return out, nil
 }
 
-// KeepsHistory says whether room's messages are kept.
-func (h *Hub) KeepsHistory(room string) bool { return h.roomStream(room) != "" }
+// KeepsHistory says whether room's messages are kept (for user:<id>, the
+// user's direct messages with HistoryOptions.Users).
+func (h *Hub) KeepsHistory(room string) bool { return h.joinStream(room) != "" }

@@ -40,8 +40,11 @@ var historyParams = []string{"room", "since", "limit"}
 func (a *api) roomHistory(w http.ResponseWriter, r *http.Request, _ int) {
 	room, since, limit, rerr := historyQuery(r)
 	if rerr == nil && !a.hub.KeepsHistory(room) {
-		rerr = &requestError{http.StatusNotFound, errNoHistory, fmt.Sprintf(
-			"room %q keeps no history: add it, or a prefix ending in * that matches it, to the server's --history-rooms", room)}
+		advice := "add it, or a prefix ending in * that matches it, to the server's --history-rooms"
+		if strings.HasPrefix(room, "user:") {
+			advice = "a user's direct messages are kept with --history-users=true"
+		}
+		rerr = &requestError{http.StatusNotFound, errNoHistory, fmt.Sprintf("room %q keeps no history: %s", room, advice)}
 	}
 	if rerr != nil {
 		writeError(w, rerr.status, rerr.code, rerr.text)

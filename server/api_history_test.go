@@ -327,3 +327,24 @@ func TestHistoryLogError(t *testing.T) {
 		}
 	}
 }
+
+// With --history-users, /api/history of user:<id> reads the user's direct
+// messages, as a join of that room recovers them.
+func TestAPIHistoryOfAUser(t *testing.T) {
+	srv, _ := testServer(t, "--api-key=k", "--history-users")
+	h := srv.Handler()
+	for _, d := range []string{`"one"`, `"two"`} {
+		if rec := call(t, h, "POST", "/api/publish", "k", `{"user":"al","data":`+d+`}`); rec.Code != 200 {
+			t.Fatalf("publish: %d %s", rec.Code, rec.Body)
+		}
+	}
+	rec := call(t, h, "GET", "/api/history?room=user:al&since=1", "k", "")
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"data":"two"`) || strings.Contains(rec.Body.String(), `"data":"one"`) {
+		t.Fatalf("history of user:al since 1: %d %s", rec.Code, rec.Body)
+	}
+	noUsers, _ := testServer(t, "--api-key=k")
+	rec = call(t, noUsers.Handler(), "GET", "/api/history?room=user:al", "k", "")
+	if rec.Code != 404 || !strings.Contains(rec.Body.String(), "--history-users") {
+		t.Fatalf("without --history-users: %d %s", rec.Code, rec.Body)
+	}
+}
