@@ -250,7 +250,7 @@ func (b *Broker) Start(ctx context.Context, deliver func(channel string, payload
 	select {
 	case <-connected:
 	case <-t.C:
-		b.log.Warn("NATS not reachable yet; serving locally and retrying", "timeout", b.opts.StartTimeout)
+		b.log.Warn("NATS not reachable yet; serving locally and retrying", "timeout", b.opts.StartTimeout.String())
 	case <-ctx.Done():
 	}
 	b.startHistory(ctx, nc)

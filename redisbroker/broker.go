@@ -142,6 +142,18 @@ type wantState struct {
 	waiters   []chan struct{}
 }
 
+// clientLog routes the Redis client library's own messages (it logs
+// failed dials itself) into the broker's structured log, so that the
+// process writes one JSON object per line. The library's logger is global:
+// the first broker's logger serves.
+type clientLog struct{ log *slog.Logger }
+
+func (l clientLog) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warn("redis client", "detail", fmt.Sprintf(format, v...))
+}
+
+var clientLogOnce sync.Once
+
 // New checks opts and prepares a Broker; nothing connects until Start.
 func New(opts Options) (*Broker, error) {
 	if opts.URL == "" {
@@ -157,6 +169,7 @@ func New(opts Options) (*Broker, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	clientLogOnce.Do(func() { redis.SetLogger(clientLog{log: opts.Logger}) })
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = DefaultQueueSize
 	}
@@ -228,7 +241,7 @@ func (b *Broker) Start(ctx context.Context, deliver func(channel string, payload
 	select {
 	case <-b.readyCh:
 	case <-t.C:
-		b.log.Warn("Redis not reachable yet; serving locally and retrying", "timeout", b.opts.StartTimeout)
+		b.log.Warn("Redis not reachable yet; serving locally and retrying", "timeout", b.opts.StartTimeout.String())
 	case <-ctx.Done():
 	}
 	return nil

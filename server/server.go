@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/lesismal/nbio/nbhttp"
@@ -188,7 +189,10 @@ func (s *Server) Addr() net.Addr {
 func (s *Server) Run(ctx context.Context, started func(net.Addr)) error {
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w (is another server using the port? try --addr=127.0.0.1:0)", s.cfg.Addr, err)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("listen on %s: %w (another server is using the port: stop it, or pick another, e.g. --addr=127.0.0.1:0)", s.cfg.Addr, err)
+		}
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 	}
 	stopPprof := func() error { return nil }
 	if s.cfg.PprofAddr != "" {
