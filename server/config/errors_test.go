@@ -42,6 +42,8 @@ func TestParseErrors(t *testing.T) {
 		{"yaml nested list", nil, nil, "allowed-origins: [[a]]\n", []string{`key "allowed-origins"`, "list of strings"}},
 		{"yaml not a mapping", nil, nil, "- a\n- b\n", []string{"switchboard.yaml", "mapping"}},
 		{"yaml syntax", nil, nil, "rate: [1\n", []string{"switchboard.yaml", "invalid YAML"}},
+		{"address without a port: one error, not an auth one too", []string{"--addr=127.0.0.1"}, nil, "",
+			[]string{"--addr"}},
 		{"empty entry in a list variable", nil, map[string]string{"SWITCHBOARD_API_KEY": ","}, "",
 			[]string{"--api-key must not be empty"}},
 		{"trailing comma in a list flag", []string{"--history-rooms=chat:*,"}, nil, "",
@@ -220,4 +222,13 @@ func TestLoadValidates(t *testing.T) {
 	wantErr(t, err, `--per-user-policy must be "reject" or "evict-oldest", got "x"`)
 	_, err = Load([]string{"--addr=0.0.0.0:8080"}, nil, nil)
 	wantErr(t, err, "--auth=jwt needs a token verification key")
+}
+
+// An address without a port gets its own error and no second, misleading
+// one about JWT keys.
+func TestAddressWithoutPortIsOneError(t *testing.T) {
+	_, err := Load([]string{"--addr=127.0.0.1"}, envMap(nil), nil)
+	if err == nil || !strings.Contains(err.Error(), "--addr") || strings.Contains(err.Error(), "jwt") {
+		t.Fatalf("error %v", err)
+	}
 }

@@ -213,7 +213,12 @@ func (c *Config) validateWebhook(bad func(string, ...any)) {
 // defaultAuth is "none" when addr's host is a loopback address, else "jwt".
 func defaultAuth(addr string) string {
 	host, _, err := net.SplitHostPort(addr)
-	if err == nil && isLoopback(host) {
+	if err != nil {
+		// An --addr without a port is reported on its own; judge its host
+		// as written, so that no second, misleading auth error follows.
+		host = addr
+	}
+	if isLoopback(host) {
 		return AuthNone
 	}
 	return AuthJWT
