@@ -3,13 +3,13 @@ package switchboard
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/switchboardhq/switchboard/internal/wsframe"
 )
@@ -72,24 +72,18 @@ func TestCursorFillsAGapFromHistory(t *testing.T) {
 	for _, i := range []int{0, 1, 1, 3, 4, 0} { // offsets 1, 2, 2, 4, 5, 1
 		c.deliverKept("r:kept", epoch, uint64(i+1), frames[i])
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		tr.drain()
+	var got []string
+	eventually(t, "five frames written", func() bool {
+		tr.drain() // the writer pool's job, done here
 		tr.mu.Lock()
-		got := append([]string(nil), tr.frames...)
+		got = append(got[:0], tr.frames...)
 		tr.mu.Unlock()
-		if len(got) >= 5 {
-			for i, f := range got {
-				if want := `"offset":` + string(rune('1'+i)) + `,`; !strings.Contains(f, want) || len(got) != 5 {
-					t.Fatalf("frames %v: want offsets 1..5 once each", got)
-				}
-			}
-			return
+		return len(got) >= 5
+	})
+	for i, f := range got {
+		if want := `"offset":` + string(rune('1'+i)) + `,`; !strings.Contains(f, want) || len(got) != 5 {
+			t.Fatalf("frames %v: want offsets 1..5 once each", got)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("got %v, want offsets 1..5", got)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -132,13 +126,7 @@ func TestHistoryFillsShareOneRead(t *testing.T) {
 		}
 		return 0
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for sharers() != callers-1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d callers waiting on the read, want %d", sharers(), callers-1)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	eventually(t, fmt.Sprintf("%d callers waiting on the read", callers-1), func() bool { return sharers() == callers-1 })
 	close(store.release)
 	wg.Wait()
 	if n := store.reads.Load(); n != 1 {

@@ -66,7 +66,9 @@ func TestNothingLeftAfterRacingCloses(t *testing.T) {
 	}
 	wg.Wait()
 	close(slowCallback)
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.After(15 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		subs := h.interestCount()
 		h.closingMu.Lock()
@@ -76,10 +78,11 @@ func TestNothingLeftAfterRacingCloses(t *testing.T) {
 		if subs == 0 && closing == 0 && conns == 0 && users == 0 && rooms == 0 && h.total.Load() == 0 {
 			return
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline:
 			t.Fatalf("left behind: %d channels of interest, closing %d, conns %d, users %d, rooms %d, slots %d",
 				subs, closing, conns, users, rooms, h.total.Load())
+		case <-tick.C:
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

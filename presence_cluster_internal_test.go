@@ -130,14 +130,19 @@ func busHub(t *testing.T, b *bus, id string, onPresence ...func(PresenceEvent)) 
 	return h
 }
 
+// eventually polls cond until it holds, failing after a deadline: for
+// state that has no event to wait on (replicas, counts, queues).
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline:
 			t.Fatalf("timed out waiting for %s", what)
+		case <-tick.C:
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -2,7 +2,6 @@ package natsbroker
 
 import (
 	"context"
-	"encoding/binary"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -119,62 +118,27 @@ func TestOutage(t *testing.T) {
 	prefix := uniquePrefix()
 	s := suite(srv.ClientURL())
 	a, b := s.Node(t, prefix), s.Node(t, prefix)
-	ab, bb := a.B.(*Broker), b.B.(*Broker)
-	const ch = "room:outage"
-	ctx := context.Background()
-	for _, n := range []brokertest.Node{a, b} {
-		if err := n.B.Subscribe(ctx, ch); err != nil {
-			t.Fatal(err)
+	brokertest.Outage(t, a, b, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	}, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if srv, err = runServer(port, ""); err != nil {
+			t.Fatalf("restart nats-server: %v", err)
 		}
-	}
-	var seq atomic.Uint32
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-done:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-			_ = a.B.Publish(ctx, ch, binary.BigEndian.AppendUint32(nil, seq.Add(1)))
-		}
-	}()
-	defer func() { close(done); wg.Wait() }()
-
-	b.C.WaitN(t, ch, 10)
-	mu.Lock()
-	srv.Shutdown()
-	srv.WaitForShutdown()
-	mu.Unlock()
-	brokertest.Eventually(t, "both brokers not ready", func() bool { return !ab.Ready() && !bb.Ready() })
-	time.Sleep(200 * time.Millisecond)
-	mu.Lock()
-	srv, err = runServer(port, "")
-	mu.Unlock()
-	if err != nil {
-		t.Fatalf("restart nats-server: %v", err)
-	}
-	brokertest.Eventually(t, "both brokers ready again", func() bool { return ab.Ready() && bb.Ready() })
-	b.C.WaitN(t, ch, len(b.C.On(ch))+20)
-	a.C.WaitN(t, ch, len(a.C.On(ch))+20)
-	for _, n := range []*Broker{ab, bb} {
+	})
+	for _, n := range []*Broker{a.B.(*Broker), b.B.(*Broker)} {
 		if st := n.Stats(); st.Reconnects < 1 || st.Subscriptions != 1 {
 			t.Fatalf("stats after outage: %+v", st)
 		}
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	if n := srv.NumSubscriptions(); n < 2 {
 		t.Fatalf("new server has %d subscriptions, want the 2 re-created ones", n)
-	}
-	var last uint32
-	for _, p := range b.C.On(ch) {
-		v := binary.BigEndian.Uint32(p)
-		if v <= last {
-			t.Fatalf("payload %d after %d", v, last)
-		}
-		last = v
 	}
 }
 
@@ -182,26 +146,13 @@ func TestOutage(t *testing.T) {
 // one node to another node that receives all of them.
 func BenchmarkPublish(b *testing.B) {
 	prefix := uniquePrefix()
-	var got, want atomic.Int64
-	all := make(chan struct{})
-	recv := newBroker(b, natsURL, prefix)
+	received := benchReceiver(b, natsURL, prefix)
 	ctx := context.Background()
-	if err := recv.Start(ctx, func(string, []byte) {
-		if got.Add(1) == want.Load() {
-			close(all)
-		}
-	}); err != nil {
-		b.Fatal(err)
-	}
-	if err := recv.Subscribe(ctx, "room:bench"); err != nil {
-		b.Fatal(err)
-	}
 	pub := newBroker(b, natsURL, prefix)
 	if err := pub.Start(ctx, func(string, []byte) {}); err != nil {
 		b.Fatal(err)
 	}
 	payload := make([]byte, 100)
-	want.Store(int64(b.N))
 	b.SetBytes(int64(len(payload)))
 	b.ResetTimer()
 	start := time.Now()
@@ -213,13 +164,36 @@ func BenchmarkPublish(b *testing.B) {
 			_ = pub.Flush(ctx)
 		}
 	}
-	select {
-	case <-all:
-	case <-time.After(time.Minute):
-		b.Fatalf("received %d of %d (dropped %d)", got.Load(), b.N, recv.Stats().Dropped)
-	}
-	b.StopTimer()
+	received()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}
+
+// benchReceiver starts a node subscribed to room:bench; received waits
+// until it has got b.N payloads, then stops the timer.
+func benchReceiver(b *testing.B, url, prefix string) (received func()) {
+	var got atomic.Int64
+	all := make(chan struct{})
+	want := int64(b.N)
+	recv := newBroker(b, url, prefix)
+	ctx := context.Background()
+	if err := recv.Start(ctx, func(string, []byte) {
+		if got.Add(1) == want {
+			close(all)
+		}
+	}); err != nil {
+		b.Fatal(err)
+	}
+	if err := recv.Subscribe(ctx, "room:bench"); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		select {
+		case <-all:
+		case <-time.After(time.Minute):
+			b.Fatalf("received %d of %d (dropped %d)", got.Load(), b.N, recv.Stats().Dropped)
+		}
+		b.StopTimer()
+	}
 }
 
 // BenchmarkHistoryAppend measures keeping and publishing 100-byte messages
@@ -238,20 +212,8 @@ func BenchmarkHistoryAppend(b *testing.B) {
 
 func benchmarkAppend(b *testing.B, natsURL string, memory bool) {
 	prefix := uniquePrefix()
-	var got, want atomic.Int64
-	all := make(chan struct{})
-	recv := newBroker(b, natsURL, prefix)
+	received := benchReceiver(b, natsURL, prefix)
 	ctx := context.Background()
-	if err := recv.Start(ctx, func(string, []byte) {
-		if got.Add(1) == want.Load() {
-			close(all)
-		}
-	}); err != nil {
-		b.Fatal(err)
-	}
-	if err := recv.Subscribe(ctx, "room:bench"); err != nil {
-		b.Fatal(err)
-	}
 	pub, err := New(Options{URL: natsURL, Prefix: prefix, Logger: quietLogger(), HistoryMemory: memory})
 	if err != nil {
 		b.Fatal(err)
@@ -267,7 +229,6 @@ func benchmarkAppend(b *testing.B, natsURL string, memory bool) {
 		_ = js.DeleteStream(ctx, pub.HistoryStream())
 	}()
 	head, tail := make([]byte, 60), make([]byte, 40)
-	want.Store(int64(b.N))
 	b.SetBytes(100)
 	b.SetParallelism(8)
 	b.ResetTimer()
@@ -280,12 +241,7 @@ func benchmarkAppend(b *testing.B, natsURL string, memory bool) {
 			}
 		}
 	})
-	select {
-	case <-all:
-	case <-time.After(time.Minute):
-		b.Fatalf("received %d of %d", got.Load(), b.N)
-	}
-	b.StopTimer()
+	received()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }
 

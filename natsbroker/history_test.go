@@ -81,6 +81,43 @@ func historyPrefix(t *testing.T, url string) string {
 	return prefix
 }
 
+// stored is how many messages JetStream holds for stream, seen from an
+// admin connection, which neither reads nor keeps the stream alive.
+func stored(t *testing.T, url string, b *Broker, stream string) uint64 {
+	t.Helper()
+	subj := b.historySubject(stream)
+	var n uint64
+	jsAdmin(t, url, func(ctx context.Context, js jetstream.JetStream) error {
+		s, err := js.Stream(ctx, b.HistoryStream())
+		if err != nil {
+			return err
+		}
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(subj))
+		if err != nil {
+			return err
+		}
+		n = info.State.Subjects[subj]
+		return nil
+	})
+	return n
+}
+
+// waitUntil polls cond (each call may do real work, so not too often)
+// until it holds, failing the test after a deadline.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline:
+			t.Fatalf("timed out waiting until %s", what)
+		case <-tick.C:
+		}
+	}
+}
+
 // jsAdmin runs f with a JetStream context of its own connection.
 func jsAdmin(t *testing.T, url string, f func(ctx context.Context, js jetstream.JetStream) error) {
 	t.Helper()
@@ -356,11 +393,12 @@ func TestHistoryRestart(t *testing.T) {
 		}
 		check("after delete", off, epoch)
 
-		time.Sleep(ttl + 500*time.Millisecond)
+		waitUntil(t, "the messages expired", func() bool { return stored(t, url, a, "r:restart") == 0 })
 		if page := read(t, b, "r:restart", 0, 10); page.Offset != 0 || page.First != 0 || seen[page.Epoch] {
 			t.Fatalf("read after expiry: %+v", page)
 		}
-		time.Sleep(ttl + 500*time.Millisecond) // the marker expires too
+		// The read left a marker holding its epoch; it expires too.
+		waitUntil(t, "the marker expired", func() bool { return stored(t, url, a, "r:restart") == 0 })
 		off, epoch, _ = appendOne(t, a, "r:restart", "after expiry")
 		check("after expiry", off, epoch)
 	})
@@ -379,22 +417,11 @@ func TestHistoryKeepAlive(t *testing.T) {
 			sent = append(sent, p)
 		}
 		epoch := read(t, b, "r:alive", 0, 0).Epoch
-		time.Sleep(ttl/2 + 100*time.Millisecond)
-		read(t, b, "r:alive", 0, 0) // stores a marker: older than ttl/2
-		jsAdmin(t, url, func(ctx context.Context, js jetstream.JetStream) error {
-			subj := b.historySubject("r:alive")
-			s, err := js.Stream(ctx, b.HistoryStream())
-			if err != nil {
-				return err
-			}
-			info, err := s.Info(ctx, jetstream.WithSubjectFilter(subj))
-			if err != nil {
-				return err
-			}
-			if n := info.State.Subjects[subj]; n != 3 {
-				return fmt.Errorf("%d stored, want 2 messages and a marker", n)
-			}
-			return nil
+		// Once the newest message is older than ttl/2, a read stores a
+		// marker: 2 messages and a marker.
+		waitUntil(t, "a read stored a marker", func() bool {
+			read(t, b, "r:alive", 0, 0)
+			return stored(t, url, b, "r:alive") == 3
 		})
 		for i := 2; i < 4; i++ {
 			off, ep, p := appendOne(t, b, "r:alive", fmt.Sprint(i))
@@ -412,10 +439,13 @@ func TestHistoryKeepAlive(t *testing.T) {
 				}
 			}
 		}
-		// Quiet for two TTLs, read every 200ms as a hub following it does.
-		for end := time.Now().Add(2 * ttl); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		// Quiet for two TTLs, read every 200ms as a hub following it does
+		// (the time passing is the scenario).
+		follow := time.NewTicker(200 * time.Millisecond)
+		for end := time.Now().Add(2 * ttl); time.Now().Before(end); <-follow.C {
 			read(t, b, "r:alive", 0, 0)
 		}
+		follow.Stop()
 		page := read(t, b, "r:alive", 0, 10)
 		if page.Offset != 4 || page.Epoch != epoch || page.First != 0 || len(page.Payloads) != 0 {
 			t.Fatalf("quiet stream read all along: %+v, want offset 4, epoch %q, nothing kept", page, epoch)

@@ -2,7 +2,6 @@ package redisbroker
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"github.com/redis/go-redis/v9"
 	"strconv"
@@ -123,65 +122,20 @@ func TestOutage(t *testing.T) {
 	a, b := s.Node(t, prefix), s.Node(t, prefix)
 	ab, bb := a.B.(*Broker), b.B.(*Broker)
 	ab.opts.MaxBackoff, bb.opts.MaxBackoff = 300*time.Millisecond, 300*time.Millisecond
-	const ch = "room:outage"
-	ctx := context.Background()
-	for _, n := range []brokertest.Node{a, b} {
-		if err := n.B.Subscribe(ctx, ch); err != nil {
-			t.Fatal(err)
+	brokertest.Outage(t, a, b, stopSrv, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if srv, err = startRedisServer(port); err != nil {
+			t.Fatalf("restart redis-server: %v", err)
 		}
-	}
-
-	var seq atomic.Uint32
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // traffic from node A throughout
-		defer wg.Done()
-		for {
-			select {
-			case <-done:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-			p := binary.BigEndian.AppendUint32(nil, seq.Add(1))
-			_ = a.B.Publish(ctx, ch, p)
-		}
-	}()
-	defer func() { close(done); wg.Wait() }()
-
-	b.C.WaitN(t, ch, 10)
-	stopSrv()
-	brokertest.Eventually(t, "both brokers not ready", func() bool { return !ab.Ready() && !bb.Ready() })
-	time.Sleep(200 * time.Millisecond) // publishes fail meanwhile; the hub keeps serving
-	if n := ab.Stats().PublishErrors; n == 0 {
-		t.Log("no publish failed during the outage (queue drained before the kill)")
-	}
-	mu.Lock()
-	srv, err = startRedisServer(port)
-	mu.Unlock()
-	if err != nil {
-		t.Fatalf("restart redis-server: %v", err)
-	}
-	brokertest.Eventually(t, "both brokers ready again", func() bool { return ab.Ready() && bb.Ready() })
-	before := len(b.C.On(ch))
-	b.C.WaitN(t, ch, before+20)
-	a.C.WaitN(t, ch, len(a.C.On(ch))+20) // the publishing node hears itself again
+	})
 	for _, n := range []*Broker{ab, bb} {
 		if st := n.Stats(); st.Reconnects < 1 || st.Subscriptions != 1 {
 			t.Fatalf("stats after outage: %+v", st)
 		}
 	}
-	if got := numsub(t, url, prefix+ch); got != 2 {
+	if got := numsub(t, url, prefix+"room:outage"); got != 2 {
 		t.Fatalf("NUMSUB after reconnection = %d, want 2", got)
-	}
-	// At-most-once, but never reordered.
-	var last uint32
-	for _, p := range b.C.On(ch) {
-		v := binary.BigEndian.Uint32(p)
-		if v <= last {
-			t.Fatalf("payload %d after %d", v, last)
-		}
-		last = v
 	}
 }
 

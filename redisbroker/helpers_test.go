@@ -101,14 +101,17 @@ func startRedisServer(port int) (*exec.Cmd, error) {
 		return nil, err
 	}
 	url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for ping(url) != nil {
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline:
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 			return nil, fmt.Errorf("redis-server on port %d did not answer", port)
+		case <-tick.C:
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	return cmd, nil
 }
