@@ -3,6 +3,7 @@ package switchboard
 import (
 	"context"
 	"fmt"
+	"github.com/switchboardhq/switchboard/internal/testkit"
 	"io"
 	"log/slog"
 	"slices"
@@ -134,16 +135,7 @@ func busHub(t *testing.T, b *bus, id string, onPresence ...func(PresenceEvent)) 
 // state that has no event to wait on (replicas, counts, queues).
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
+	testkit.Eventually(t, 10*time.Second, 5*time.Millisecond, what, cond)
 }
 
 func roomUsersAre(h *Hub, room string, want int) func() bool {
@@ -420,7 +412,7 @@ func FuzzPresenceReceive(f *testing.F) {
 
 // Two live nodes with one name: each says so in its log.
 func TestPresenceWarnsOfATwin(t *testing.T) {
-	var logs syncLog
+	var logs testkit.Buffer
 	h, err := New(Options{Broker: (&bus{}).node(), NodeID: "same", PresenceTTL: time.Hour,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
@@ -431,21 +423,4 @@ func TestPresenceWarnsOfATwin(t *testing.T) {
 	if !strings.Contains(logs.String(), "another node uses this node id") {
 		t.Fatalf("no warning about a twin in:\n%s", logs.String())
 	}
-}
-
-type syncLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -196,6 +196,29 @@ func benchReceiver(b *testing.B, url, prefix string) (received func()) {
 	}
 }
 
+// benchHistoryBroker starts a node keeping size messages per stream (in
+// memory or files) whose history stream is deleted when the benchmark ends.
+func benchHistoryBroker(b *testing.B, url, prefix string, size int, memory bool) *Broker {
+	pub, err := New(Options{URL: url, Prefix: prefix, Logger: quietLogger(), HistoryMemory: memory})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	pub.BoundHistory(size, time.Minute)
+	if err := pub.Start(ctx, func(string, []byte) {}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if nc, err := pub.conn(); err == nil {
+			if js, err := jetstream.New(nc); err == nil {
+				_ = js.DeleteStream(ctx, pub.HistoryStream())
+			}
+		}
+		_ = pub.Close()
+	})
+	return pub
+}
+
 // BenchmarkHistoryAppend measures keeping and publishing 100-byte messages
 // of one room's history from one node (each a JetStream store with an
 // expected last sequence, then a core publish), with parallel publishers
@@ -214,20 +237,7 @@ func benchmarkAppend(b *testing.B, natsURL string, memory bool) {
 	prefix := uniquePrefix()
 	received := benchReceiver(b, natsURL, prefix)
 	ctx := context.Background()
-	pub, err := New(Options{URL: natsURL, Prefix: prefix, Logger: quietLogger(), HistoryMemory: memory})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pub.Close()
-	pub.BoundHistory(1000, time.Minute)
-	if err := pub.Start(ctx, func(string, []byte) {}); err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		nc, _ := pub.conn()
-		js, _ := jetstream.New(nc)
-		_ = js.DeleteStream(ctx, pub.HistoryStream())
-	}()
+	pub := benchHistoryBroker(b, natsURL, prefix, 1000, memory)
 	head, tail := make([]byte, 60), make([]byte, 40)
 	b.SetBytes(100)
 	b.SetParallelism(8)

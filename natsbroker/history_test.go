@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboardhq/switchboard"
+	"github.com/switchboardhq/switchboard/internal/testkit"
 )
 
 var (
@@ -106,16 +107,7 @@ func stored(t *testing.T, url string, b *Broker, stream string) uint64 {
 // until it holds, failing the test after a deadline.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.After(30 * time.Second)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline:
-			t.Fatalf("timed out waiting until %s", what)
-		case <-tick.C:
-		}
-	}
+	testkit.Eventually(t, 30*time.Second, 50*time.Millisecond, what, cond)
 }
 
 // jsAdmin runs f with a JetStream context of its own connection.
@@ -526,21 +518,8 @@ func BenchmarkHistoryRead(b *testing.B) {
 
 func benchmarkRead(b *testing.B, natsURL string) {
 	prefix := uniquePrefix()
-	pub, err := New(Options{URL: natsURL, Prefix: prefix, Logger: quietLogger()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pub.Close()
+	pub := benchHistoryBroker(b, natsURL, prefix, 100, false)
 	ctx := context.Background()
-	pub.BoundHistory(100, time.Minute)
-	if err := pub.Start(ctx, func(string, []byte) {}); err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		nc, _ := pub.conn()
-		js, _ := jetstream.New(nc)
-		_ = js.DeleteStream(ctx, pub.HistoryStream())
-	}()
 	for i := range 150 {
 		appendOne(b, pub, "r:read", fmt.Sprint(i))
 		appendOne(b, pub, "r:other", fmt.Sprint(i)) // interleaved

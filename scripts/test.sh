@@ -50,7 +50,7 @@ say "go test -race (fuzz seed corpora included)"
 go test -race -count=1 -timeout 15m ./...
 
 say "go test without -race (the nbio transport)"
-go test -count=1 -timeout 10m -run . .
+go test -count=1 -timeout 10m -run . . ./server/
 
 # Every fuzz target runs for a short fixed time on top of its seed corpus
 # (which the passes above already ran). FUZZTIME=10m ./scripts/test.sh, or

@@ -15,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/switchboardhq/switchboard"
+	"github.com/switchboardhq/switchboard/internal/testkit"
 )
 
 // testutilCounter sums every series of the named family.
@@ -205,14 +206,5 @@ func TestBrokerAndClusterMetrics(t *testing.T) {
 // goroutines, until it holds; the test fails after a deadline.
 func waitMetrics(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
+	testkit.Eventually(t, 10*time.Second, 10*time.Millisecond, what, cond)
 }

@@ -14,6 +14,7 @@ import (
 )
 
 func TestPprofOnLoopback(t *testing.T) {
+	skipUnderRace(t)
 	cfg, err := config.Load([]string{"--addr=127.0.0.1:0", "--pprof=127.0.0.1:0"},
 		func(string) (string, bool) { return "", false }, io.Discard)
 	if err != nil {

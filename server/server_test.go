@@ -27,6 +27,7 @@ func TestMain(m *testing.M) {
 // The server runs in-process on nbio's engine, serves a WebSocket client,
 // and on cancellation drains and returns, leaving no goroutine behind.
 func TestRunServesAndDrains(t *testing.T) {
+	skipUnderRace(t)
 	cfg, err := config.Load([]string{"--addr", "127.0.0.1:0"}, func(string) (string, bool) { return "", false }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -80,5 +81,13 @@ func TestRunServesAndDrains(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("Run did not return after cancel")
+	}
+}
+
+// skipUnderRace skips a test that serves through nbio (see race_on_test.go).
+func skipUnderRace(t *testing.T) {
+	t.Helper()
+	if raceEnabled {
+		t.Skip("serves through nbio: runs without -race (see race_on_test.go)")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard"
+	"github.com/switchboardhq/switchboard/internal/testkit"
 )
 
 // Wait bounds any single expected event: generous, the machine is shared
@@ -81,16 +82,7 @@ func (c *Collector) WaitN(t testing.TB, channel string, n int) [][]byte {
 // Eventually polls cond until it holds or Wait passes.
 func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.After(Wait)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
+	testkit.Eventually(t, Wait, 10*time.Millisecond, what, cond)
 }
 
 // Node is a started broker and what it delivered.
