@@ -49,8 +49,8 @@ func (h *Hub) sweepOnce(now time.Time) {
 	if h.history != nil && n-h.lastCatchUp >= int64(h.catchUpInterval()) {
 		h.lastCatchUp = n
 		followers = map[string][]*Conn{}
-		if h.memHist != nil {
-			h.memHist.sweep(now)
+		if mem, ok := h.history.(*memoryHistory); ok {
+			mem.sweep(now)
 		}
 	}
 	h.reg.eachConn(func(c *Conn) {

@@ -28,8 +28,7 @@ func (h *Hub) chooseHistory() error {
 		if _, single := h.broker.(*MemoryBroker); !single {
 			return errors.New("history: the broker keeps no history and memory serves one node only; set HistoryOptions.Store")
 		}
-		h.memHist = newMemoryHistory(o, h.broker.Publish)
-		h.history = h.memHist
+		h.history = newMemoryHistory(o, h.broker.Publish)
 	}
 	if b, ok := h.history.(HistoryBounded); ok {
 		b.BoundHistory(o.Size, o.TTL)
@@ -75,13 +74,9 @@ func (h *Hub) recoveryBytes() int { return h.opts.Limits.QueueBytes / 2 }
 // The connection's cursor was made waiting before it became a member, so
 // nothing published since the history was read can slip past.
 func (h *Hub) keptJoin(c *Conn, req *protocol.Request, stream string, ack *protocol.Ack, users []byte) {
-	limit := 0
+	since, limit := uint64(0), 0 // a plain join reads the stream's state only
 	if req.Since != nil {
-		limit = h.opts.History.Size*2 + 16 // Redis trims approximately
-	}
-	since := uint64(0)
-	if req.Since != nil {
-		since = *req.Since
+		since, limit = *req.Since, h.opts.History.Size*2+16 // Redis trims approximately
 	}
 	page, err := h.readHistory(stream, since, limit)
 	if err != nil {

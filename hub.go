@@ -49,7 +49,6 @@ type Hub struct {
 	cluster  *clusterPresence // the default Presence of a multi-node broker, else nil
 	history  History          // nil when no stream keeps history
 	reads    historyReads     // shared concurrent reads of one stream
-	memHist  *memoryHistory   // the in-memory store, swept by the sweeper; else nil
 	log      *slog.Logger
 
 	handshakes *handshakeLimiter

@@ -140,13 +140,6 @@ func (r *registry) removeConn(c *Conn) {
 	s.mu.Unlock()
 }
 
-func (r *registry) conn(id string) *Conn {
-	s := &r.conns[r.shardOf(id)]
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.conns[id]
-}
-
 // eachConn calls fn for every connection, one shard at a time. fn runs under
 // the shard's read lock and must not block.
 func (r *registry) eachConn(fn func(*Conn)) {
