@@ -214,9 +214,11 @@ test('a silent server is abandoned after ping_interval + pong_timeout; pending r
     assert.ok(took <= BOUND_MS + 1500, `gave up after ${took} ms`);
     await next(a, 'state', (s) => s.state === 'reconnecting', 1000).catch(() => {});
     assert.ok(a.states.some((s) => s.state === 'reconnecting'));
+    // Listen before the server resumes: a reconnect queued in the listen
+    // backlog may complete, and rejoin, before control() returns.
+    const rejoined = next(a, 'presence', (p) => p.room === 'n-silent-room', 20000);
     await control('sigcont');
     stopped = false;
-    const rejoined = next(a, 'presence', (p) => p.room === 'n-silent-room', 20000);
     await opened(a, 20000);
     assert.deepEqual((await rejoined).users, ['n-silent']);
   } finally {
