@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/switchboardhq/switchboard/internal/transport"
 )
 
 // discardTransport accepts every write at once, so benchmarks measure the
@@ -18,11 +20,11 @@ import (
 type discardTransport struct {
 	bytes atomic.Int64
 	mu    sync.Mutex
-	ready []*Conn
+	ready []transport.Conn
 }
 
-// scheduleFlush runs under c.mu, so the flush waits for drain.
-func (t *discardTransport) scheduleFlush(c *Conn) {
+// ScheduleFlush runs under c.mu, so the flush waits for drain.
+func (t *discardTransport) ScheduleFlush(c transport.Conn) {
 	t.mu.Lock()
 	t.ready = append(t.ready, c)
 	t.mu.Unlock()
@@ -36,21 +38,21 @@ func (t *discardTransport) drain() {
 	t.ready = t.ready[:0]
 	t.mu.Unlock()
 	for _, c := range ready {
-		c.flush()
+		c.Flush()
 	}
 }
 
-func (t *discardTransport) write(c *Conn, frames [][]byte) error {
+func (t *discardTransport) Write(c transport.Conn, frames [][]byte) error {
 	n := 0
 	for _, f := range frames {
 		n += len(f)
 	}
 	t.bytes.Add(int64(n))
-	c.wrote(n)
+	c.Wrote(n)
 	return nil
 }
-func (t *discardTransport) shutWhenDrained(*Conn) {}
-func (t *discardTransport) close() error          { return nil }
+func (t *discardTransport) ShutWhenDrained(transport.Conn) {}
+func (t *discardTransport) Close() error                   { return nil }
 
 func benchHub(tb testing.TB) *Hub {
 	h, err := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), PresenceBatchSize: 1 << 30})
@@ -63,7 +65,7 @@ func benchHub(tb testing.TB) *Hub {
 
 // addFakeConns registers n connections in room through the same paths a
 // real join takes, on a transport that discards.
-func addFakeConns(tb testing.TB, h *Hub, room string, n int, t transport) {
+func addFakeConns(tb testing.TB, h *Hub, room string, n int, t transport.Transport) {
 	for i := 0; i < n; i++ {
 		r := httptest.NewRequest("GET", "/ws", nil)
 		c := h.newConn(r, &Identity{User: "u" + strconv.Itoa(i)})

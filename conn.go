@@ -9,6 +9,8 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/switchboardhq/switchboard/history"
+	"github.com/switchboardhq/switchboard/internal/transport"
 	"github.com/switchboardhq/switchboard/internal/wsframe"
 )
 
@@ -33,7 +35,7 @@ type Conn struct {
 	connectedAt time.Time
 	userAgent   string
 	remoteAddr  string
-	t           transport
+	t           transport.Transport
 
 	state    atomic.Int32
 	cleaned  atomic.Bool
@@ -84,8 +86,8 @@ type Conn struct {
 	// per idle connection where a slice costs 16.
 	rooms []string
 	// cursors follow the history streams the connection joined for
-	// recovery (see history_cursor.go); nil for most connections.
-	cursors []*cursor
+	// recovery (see conn_history.go); nil for most connections.
+	cursors history.Cursors
 }
 
 // ID is the connection id, unique across the cluster.
@@ -197,7 +199,7 @@ func (c *Conn) startFlushLocked() {
 	if c.stalledSince.Load() == 0 {
 		c.stalledSince.Store(time.Now().UnixNano())
 	}
-	c.t.scheduleFlush(c)
+	c.t.ScheduleFlush(c.wire())
 }
 
 // flush writes everything queued, several frames per system call when they
@@ -216,12 +218,12 @@ func (c *Conn) flush() {
 			shut := c.shutAfterFlush
 			c.mu.Unlock()
 			if shut {
-				c.t.shutWhenDrained(c)
+				c.t.ShutWhenDrained(c.wire())
 			}
 			return
 		}
 		c.mu.Unlock()
-		err := c.t.write(c, q)
+		err := c.t.Write(c.wire(), q)
 		clear(q) // let written frames be collected
 		done = q
 		if err != nil {

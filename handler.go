@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/switchboardhq/switchboard/internal/protocol"
+	"github.com/switchboardhq/switchboard/internal/transport"
 	"github.com/switchboardhq/switchboard/internal/wsframe"
 )
 
@@ -107,7 +107,7 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, http.StatusTooManyRequests, "too_many_connections", "too_many_connections", "user_id", c.user)
 		return
 	}
-	t, attach, leftover, err := h.hijack(w, c)
+	t, attach, serve, err := transport.Hijack(w, c.wire(), h.writers, lim.WriteTimeout)
 	if err != nil {
 		h.reg.removeUserConn(c)
 		unlockUser()
@@ -159,9 +159,7 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	if evicted != nil {
 		h.closeConn(evicted, CloseReplaced, "replaced")
 	}
-	if st, ok := t.(*stdTransport); ok {
-		h.readLoop(c, st.nc, leftover)
-	}
+	serve() // net/http: this goroutine reads until the socket closes
 }
 
 // runCallback runs application code for c, closing c with 1011 if it panics.
@@ -203,7 +201,7 @@ func (h *Hub) newConn(r *http.Request, ident *Identity) *Conn {
 		// Direct messages wait for the client's first request (or
 		// dmHoldFor): a client resuming with a join of user:<id> since N
 		// then gets them after its ack, in order, never before it.
-		c.cursors = []*cursor{{stream: stream, waiting: true}}
+		c.cursors.Hold(stream)
 		c.dmHoldUntil.Store(now.Add(dmHoldFor).UnixNano())
 	}
 	return c
@@ -298,5 +296,3 @@ func (h *Hub) originAllowed(r *http.Request) bool {
 	}
 	return false
 }
-
-var _ = net.ErrClosed

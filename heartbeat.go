@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/switchboardhq/switchboard/history"
 )
 
 // sweep is the one goroutine that watches every connection's liveness,
@@ -44,13 +46,13 @@ func (h *Hub) sweepOnce(now time.Time) {
 	writeTimeout := int64(h.opts.Limits.WriteTimeout)
 	var closes []verdict
 	obs := h.opts.Observer
-	var followers map[string][]*Conn
+	var followers map[string][]history.Follower
 	var directDue []*Conn
 	if h.history != nil && n-h.lastCatchUp >= int64(h.catchUpInterval()) {
 		h.lastCatchUp = n
-		followers = map[string][]*Conn{}
-		if mem, ok := h.history.(*memoryHistory); ok {
-			mem.sweep(now)
+		followers = map[string][]history.Follower{}
+		if mem, ok := h.history.(*history.Memory); ok {
+			mem.Sweep(now)
 		}
 	}
 	h.reg.eachConn(func(c *Conn) {
@@ -164,7 +166,7 @@ func (h *Hub) close() error {
 	if h.cluster != nil {
 		// The connections torn down below are announced by the goodbye,
 		// not one delta each.
-		h.cluster.closing.Store(true)
+		h.cluster.Leaving()
 	}
 	h.cancel()
 	h.wg.Wait()
@@ -181,9 +183,9 @@ func (h *Hub) close() error {
 	for _, c := range conns {
 		h.shut(c)
 	}
-	h.writers.close()
+	h.writers.Close()
 	// Presence says goodbye through the broker, so it closes first.
 	err := errors.Join(h.presence.Close(), h.broker.Close())
-	h.notifier.stop() // after the last transitions of the connections closed above
+	h.notifier.Stop() // after the last transitions of the connections closed above
 	return err
 }

@@ -2,11 +2,10 @@ package switchboard
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/switchboardhq/switchboard/history"
 )
 
 // History keeps the newest messages of the streams that ask for it (rooms
@@ -17,7 +16,7 @@ import (
 // trimmed past a reader, or the store lost its data).
 //
 // The Redis and NATS brokers implement History themselves; with the
-// in-memory broker the hub keeps rings in memory.
+// in-memory broker the hub keeps rings in memory (history.Memory).
 type History interface {
 	// Append stores one message of stream and publishes it on the broker
 	// channel in one step, so that no node ever sees a message live that
@@ -39,15 +38,7 @@ type HistoryBounded interface {
 }
 
 // HistoryPage is what History.Read found.
-type HistoryPage struct {
-	Payloads [][]byte // as published, oldest first
-	// Offset is the newest offset of the stream (0 when it is empty) and
-	// Epoch names the stream's current continuity.
-	Offset uint64
-	Epoch  string
-	// First is the oldest offset still kept (0 when nothing is kept).
-	First uint64
-}
+type HistoryPage = history.Page
 
 // HistoryOptions choose which streams keep history. The zero value keeps
 // none, and nothing changes for rooms that do not need it.
@@ -126,30 +117,12 @@ func (h *Hub) joinStream(room string) string {
 	return h.roomStream(room)
 }
 
-// The trailer closes every history payload: the offset in 20 digits and the
-// epoch in 16 characters, so that a broker script can build it without
-// knowing the envelope and a receiver can cut it off the end.
-const (
-	historyOffsetLen  = 20
-	historyEpochLen   = 16
-	historyTrailerLen = historyOffsetLen + historyEpochLen
-)
-
 // HistoryTrailer is what ends a history payload: offset as 20 decimal
-// digits, zero-padded, then the 16-character epoch.
-func HistoryTrailer(offset uint64, epoch string) []byte {
-	b := make([]byte, 0, historyTrailerLen)
-	digits := strconv.AppendUint(nil, offset, 10)
-	for range historyOffsetLen - len(digits) {
-		b = append(b, '0')
-	}
-	return append(append(b, digits...), epoch...)
-}
+// digits, zero-padded, then the 16-character epoch (history.Trailer).
+func HistoryTrailer(offset uint64, epoch string) []byte { return history.Trailer(offset, epoch) }
 
 // NewEpoch returns a fresh random epoch of the length trailers carry.
-func NewEpoch() string { return randomHex(historyEpochLen / 2) }
-
-var errBadTrailer = errors.New("history payload without a valid trailer")
+func NewEpoch() string { return history.NewEpoch() }
 
 // keptBody opens a kept payload as published (an envelope whose frame ends
 // with the trailer): the message frame, its offset and epoch.
@@ -158,18 +131,5 @@ func keptBody(p []byte) (body []byte, offset uint64, epoch string, err error) {
 	if err != nil {
 		return nil, 0, "", err
 	}
-	return splitHistory(env.frame)
-}
-
-// splitHistory cuts the trailer off a history payload.
-func splitHistory(p []byte) (body []byte, offset uint64, epoch string, err error) {
-	if len(p) < historyTrailerLen {
-		return nil, 0, "", errBadTrailer
-	}
-	t := p[len(p)-historyTrailerLen:]
-	offset, perr := strconv.ParseUint(string(t[:historyOffsetLen]), 10, 64)
-	if perr != nil {
-		return nil, 0, "", fmt.Errorf("%w: %v", errBadTrailer, perr)
-	}
-	return p[:len(p)-historyTrailerLen], offset, string(t[historyOffsetLen:]), nil
+	return history.Split(env.frame)
 }

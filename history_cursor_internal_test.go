@@ -3,14 +3,14 @@ package switchboard
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 
+	"github.com/switchboardhq/switchboard/history"
+	"github.com/switchboardhq/switchboard/internal/transport"
 	"github.com/switchboardhq/switchboard/internal/wsframe"
 )
 
@@ -21,7 +21,7 @@ type recordingTransport struct {
 	frames []string
 }
 
-func (t *recordingTransport) write(c *Conn, frames [][]byte) error {
+func (t *recordingTransport) Write(c transport.Conn, frames [][]byte) error {
 	t.mu.Lock()
 	for _, f := range frames {
 		// Unmasked server frames: a 2, 4 or 10-byte header.
@@ -36,7 +36,7 @@ func (t *recordingTransport) write(c *Conn, frames [][]byte) error {
 		t.frames = append(t.frames, string(f))
 	}
 	t.mu.Unlock()
-	return t.discardTransport.write(c, frames)
+	return t.discardTransport.Write(c, frames)
 }
 
 // A live message past a gap waits while the gap is filled from history;
@@ -67,7 +67,7 @@ func TestCursorFillsAGapFromHistory(t *testing.T) {
 		frames = append(frames, wsframe.AppendFrame(nil, wsframe.OpText, body))
 	}
 	c.mu.Lock()
-	c.cursors = []*cursor{{stream: "r:kept", epoch: epoch, next: 1}}
+	c.cursors.Hold("r:kept").Joined(c.sink(), &history.Page{Epoch: epoch}, false, "") // next: offset 1
 	c.mu.Unlock()
 	for _, i := range []int{0, 1, 1, 3, 4, 0} { // offsets 1, 2, 2, 4, 5, 1
 		c.deliverKept("r:kept", epoch, uint64(i+1), frames[i])
@@ -84,52 +84,5 @@ func TestCursorFillsAGapFromHistory(t *testing.T) {
 		if want := `"offset":` + string(rune('1'+i)) + `,`; !strings.Contains(f, want) || len(got) != 5 {
 			t.Fatalf("frames %v: want offsets 1..5 once each", got)
 		}
-	}
-}
-
-// blockingStore counts reads and holds each until released.
-type blockingStore struct {
-	History
-	reads   atomic.Int32
-	release chan struct{}
-}
-
-func (s *blockingStore) Read(ctx context.Context, stream string, since uint64, limit int) (HistoryPage, error) {
-	s.reads.Add(1)
-	<-s.release
-	return HistoryPage{Offset: 7, Epoch: "e"}, nil
-}
-
-// Concurrent identical gap fills share one read of the store.
-func TestHistoryFillsShareOneRead(t *testing.T) {
-	store := &blockingStore{release: make(chan struct{})}
-	h, err := New(Options{History: HistoryOptions{Rooms: []string{"kept"}, Store: store},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	const callers = 20
-	var wg sync.WaitGroup
-	for range callers {
-		wg.Go(func() {
-			if p, err := h.readHistoryShared("r:kept", 3, 10); err != nil || p.Offset != 7 {
-				t.Errorf("shared read: %+v %v", p, err)
-			}
-		})
-	}
-	sharers := func() int {
-		h.reads.mu.Lock()
-		defer h.reads.mu.Unlock()
-		for _, c := range h.reads.calls {
-			return c.sharers
-		}
-		return 0
-	}
-	eventually(t, fmt.Sprintf("%d callers waiting on the read", callers-1), func() bool { return sharers() == callers-1 })
-	close(store.release)
-	wg.Wait()
-	if n := store.reads.Load(); n != 1 {
-		t.Fatalf("%d reads of the store for %d identical fills, want 1", n, callers)
 	}
 }

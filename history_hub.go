@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboardhq/switchboard/history"
 	"github.com/switchboardhq/switchboard/internal/protocol"
 	"github.com/switchboardhq/switchboard/internal/wsframe"
 )
@@ -28,18 +29,21 @@ func (h *Hub) chooseHistory() error {
 		if _, single := h.broker.(*MemoryBroker); !single {
 			return errors.New("history: the broker keeps no history and memory serves one node only; set HistoryOptions.Store")
 		}
-		h.history = newMemoryHistory(o, h.broker.Publish)
+		h.history = history.NewMemory(o.Size, o.MaxBytes, o.TTL, h.broker.Publish)
 	}
 	if b, ok := h.history.(HistoryBounded); ok {
 		b.BoundHistory(o.Size, o.TTL)
 	}
+	// Bytes held for a connection while history is read count against its
+	// stall timeout, so a read must end well before Limits.WriteTimeout.
+	h.reads = history.NewSharedReader(h.history, max(h.opts.Limits.WriteTimeout/2, 100*time.Millisecond))
 	return nil
 }
 
 // deliverKept fans out a kept message; each joined connection's cursor
 // puts it in order.
 func (h *Hub) deliverKept(env *envelope) {
-	body, offset, epoch, err := splitHistory(env.frame)
+	body, offset, epoch, err := history.Split(env.frame)
 	if err != nil {
 		h.log.Warn("broker payload dropped", "error", err, "bytes", len(env.frame))
 		return
@@ -78,7 +82,7 @@ func (h *Hub) keptJoin(c *Conn, req *protocol.Request, stream string, ack *proto
 	if req.Since != nil {
 		since, limit = *req.Since, h.opts.History.Size*2+16 // Redis trims approximately
 	}
-	page, err := h.readHistory(stream, since, limit)
+	page, err := h.reads.Read(h.ctx, stream, since, limit)
 	if err != nil {
 		// The ack then names no position: a client must not resume from
 		// one that was never read.
@@ -88,11 +92,13 @@ func (h *Hub) keptJoin(c *Conn, req *protocol.Request, stream string, ack *proto
 	}
 	recovered := false
 	if req.Since != nil {
-		recovered = err == nil && recoverable(page, since, req.Epoch)
+		recovered = err == nil && history.Recoverable(page, since, req.Epoch)
 		// Messages this connection was already given live (it followed the
 		// stream before: a member joining again, or direct messages let go
 		// before the join) are left out of the ack.
-		had := c.followedUpTo(stream, page.Epoch)
+		c.mu.Lock()
+		had := c.cursors.FollowedUpTo(stream, page.Epoch)
+		c.mu.Unlock()
 		var msgs [][]byte
 		size, count := 0, 0
 		for _, p := range page.Payloads {
@@ -127,7 +133,7 @@ func (h *Hub) keptJoin(c *Conn, req *protocol.Request, stream string, ack *proto
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cur := c.cursorLocked(stream)
+	cur := c.cursors.Find(stream)
 	if req.ID != "" {
 		c.pushPartsLocked(parts...)
 	} else if recovered {
@@ -139,85 +145,65 @@ func (h *Hub) keptJoin(c *Conn, req *protocol.Request, stream string, ack *proto
 	if cur == nil {
 		return // left meanwhile
 	}
-	cur.ownID = ""
+	ownID := ""
 	if req.Echo != nil && !*req.Echo {
-		cur.ownID = c.id
+		ownID = c.id
 	}
-	switch {
-	case err != nil:
-		// Nothing known: follow live messages from the next one on.
-		cur.epoch, cur.next = "", 0
-	case cur.epoch != page.Epoch || cur.next == 0:
-		// A new follower, or one whose stream started again.
-		cur.epoch, cur.next = page.Epoch, page.Offset+1
-	case recovered && cur.next <= page.Offset:
-		// A member joining again with since: the ack carried the rest.
-		cur.next = page.Offset + 1
+	var read *history.Page
+	if err == nil {
+		read = &page
 	}
-	c.releaseLocked(cur, fillAll)
+	cur.Joined(c.sink(), read, recovered, ownID)
 }
 
-// recoverable says whether a client that has everything up to since in
-// epoch can be brought up to date from page.
-func recoverable(page HistoryPage, since uint64, epoch string) bool {
-	switch {
-	case since > page.Offset:
-		return false // ahead of the stream: not this stream's history
-	case since == page.Offset:
-		// Nothing missed, in this epoch; a client with no epoch yet that
-		// has nothing (0) has nothing to miss either.
-		return epoch == page.Epoch || (since == 0 && epoch == "")
-	case epoch != page.Epoch && (since != 0 || epoch != ""):
-		return false // the stream started again since
-	}
-	return page.First != 0 && page.First <= since+1
-}
-
-// catchUpEvery is how often, at most, a node checks the streams its
-// connections follow against their newest offsets (a quarter of the
-// history TTL when that is shorter). Live messages are at most once: one
-// lost on the way (a broker reconnecting, a subscription still being
-// confirmed) would otherwise wait for the stream's next message to reveal
-// the gap, for ever in a quiet room. The check also keeps a followed
-// stream's epoch alive in the store while it is quiet.
-const catchUpEvery = 5 * time.Second
-
-func (h *Hub) catchUpInterval() time.Duration { return min(catchUpEvery, h.opts.History.TTL/4) }
-
-// followers lists, per stream, the connections following it that are not
-// waiting on a history read. Called from the sweeper's walk.
-func (c *Conn) addFollowed(followers map[string][]*Conn) {
-	c.mu.Lock()
-	for _, cur := range c.cursors {
-		if !cur.waiting {
-			followers[cur.stream] = append(followers[cur.stream], c)
-		}
-	}
-	c.mu.Unlock()
-}
+// catchUpInterval is how often the sweeper checks followed streams for
+// connections left behind (history.CatchUpEvery, or a quarter of the
+// history TTL when that is shorter, to keep followed epochs alive).
+func (h *Hub) catchUpInterval() time.Duration { return min(history.CatchUpEvery, h.opts.History.TTL/4) }
 
 // catchUp reads each followed stream's newest offset and fills the
 // connections that are behind it.
-func (h *Hub) catchUp(followers map[string][]*Conn) {
+func (h *Hub) catchUp(followers map[string][]history.Follower) {
 	defer h.wg.Done()
-	for stream, conns := range followers {
-		page, err := h.readHistoryShared(stream, 0, 0)
-		if err != nil {
-			if h.ctx.Err() == nil {
-				h.log.Warn("history check failed", "error", err)
+	history.CatchUp(h.ctx, h.reads, followers, h.log)
+}
+
+// fillGap reads the messages a connection missed between its cursor and
+// the message that revealed the gap, queues them, then releases what was
+// held. A gap history no longer covers is given up (counted as a
+// history_gap drop): the client sees the jump in offsets.
+func (h *Hub) fillGap(c *Conn, cur *history.Cursor) {
+	c.mu.Lock()
+	from, epoch := cur.FillFrom()
+	c.mu.Unlock()
+	stream := cur.Stream()
+	page, err := h.reads.Shared(h.ctx, stream, from-1, h.opts.History.Size*2)
+	if err != nil {
+		h.log.Warn("history fill failed", "error", err, "conn_id", c.id)
+	}
+	readTo := history.FillNone
+	var entries []history.Entry
+	if err == nil && page.Epoch == epoch {
+		readTo = page.Offset
+		entries = make([]history.Entry, 0, len(page.Payloads))
+		for _, p := range page.Payloads {
+			env, eerr := unmarshalEnvelope(p)
+			if eerr != nil {
+				continue
 			}
-			continue
-		}
-		for _, c := range conns {
-			c.mu.Lock()
-			cur := c.cursorLocked(stream)
-			if cur != nil && !cur.waiting && cur.epoch == page.Epoch && cur.next != 0 && cur.next <= page.Offset {
-				cur.waiting = true
-				go h.fillGap(c, cur)
+			body, offset, _, serr := history.Split(env.frame)
+			if serr != nil {
+				continue
 			}
-			c.mu.Unlock()
+			entries = append(entries, history.Entry{Offset: offset, Origin: env.origin, Text: body})
 		}
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cursors.Find(stream) != cur {
+		return // left the room meanwhile
+	}
+	cur.Fill(c.sink(), entries, readTo)
 }
 
 // RoomHistory is what a room's history holds.
@@ -250,7 +236,7 @@ func (h *Hub) History(ctx context.Context, room string, since uint64, limit int)
 		}
 		out.Messages = append(out.Messages, body)
 	}
-	out.Complete = recoverable(page, since, page.Epoch) && uint64(len(out.Messages)) == page.Offset-min(since, page.Offset)
+	out.Complete = history.Recoverable(page, since, page.Epoch) && uint64(len(out.Messages)) == page.Offset-min(since, page.Offset)
 	return out, nil
 }
 

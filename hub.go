@@ -14,8 +14,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchboardhq/switchboard/history"
 	"github.com/switchboardhq/switchboard/internal/protocol"
+	"github.com/switchboardhq/switchboard/internal/transport"
 	"github.com/switchboardhq/switchboard/internal/wsframe"
+	"github.com/switchboardhq/switchboard/presence"
 )
 
 // Close codes (PROTOCOL.md, "Close codes").
@@ -43,12 +46,12 @@ var ErrClosed = errors.New("switchboard: hub closed")
 type Hub struct {
 	opts     Options
 	reg      *registry
-	writers  *writerPool
+	writers  *transport.WriterPool
 	broker   Broker
 	presence Presence
-	cluster  *clusterPresence // the default Presence of a multi-node broker, else nil
-	history  History          // nil when no stream keeps history
-	reads    historyReads     // shared concurrent reads of one stream
+	cluster  *presence.Cluster     // the default Presence of a multi-node broker, else nil
+	history  History               // nil when no stream keeps history
+	reads    *history.SharedReader // reads of history bounded in time, gap fills shared
 	log      *slog.Logger
 
 	handshakes *handshakeLimiter
@@ -61,8 +64,8 @@ type Hub struct {
 	closingMu sync.Mutex
 	closing   map[*Conn]int64 // server-closed sockets awaiting the peer's close, -> deadline
 
-	diffs         presenceDiffs
-	notifier      presenceNotifier
+	diffs         presence.Diffs
+	notifier      presence.Notifier
 	lastDiffFlush int64 // sweeper only
 	lastPrune     int64 // sweeper only
 	lastCatchUp   int64 // sweeper only
@@ -88,7 +91,7 @@ func New(opts Options) (*Hub, error) {
 	h := &Hub{
 		opts:       opts,
 		reg:        newRegistry(shardCount),
-		writers:    newWriterPool(runtime.GOMAXPROCS(0)),
+		writers:    transport.NewWriterPool(runtime.GOMAXPROCS(0)),
 		handshakes: newHandshakeLimiter(opts.Limits.HandshakeRate, opts.Limits.HandshakeBurst),
 		broker:     opts.Broker,
 		log:        opts.Logger,
@@ -104,7 +107,7 @@ func New(opts Options) (*Hub, error) {
 		if _, single := h.broker.(*MemoryBroker); single {
 			h.presence = &localPresence{reg: h.reg}
 		} else {
-			h.cluster = newClusterPresence(h)
+			h.cluster = h.newClusterPresence()
 			h.presence = h.cluster
 		}
 	}
@@ -116,13 +119,13 @@ func New(opts Options) (*Hub, error) {
 		h.cancel()
 		return nil, fmt.Errorf("start broker: %w", err)
 	}
-	h.notifier.start(h.opts.OnPresence, h.log, &h.counters)
+	h.notifier.Start(h.opts.OnPresence, h.log, func() { h.counters.panics.Add(1) })
 	// Presence starts before its channel is subscribed: it must be ready
 	// for the first message.
 	if err := h.presence.Start(h.ctx, h.presenceChange); err != nil {
 		h.cancel()
 		_ = h.broker.Close()
-		h.notifier.stop()
+		h.notifier.Stop()
 		return nil, fmt.Errorf("start presence: %w", err)
 	}
 	channels := []string{channelAll}
@@ -134,7 +137,7 @@ func New(opts Options) (*Hub, error) {
 			h.cancel()
 			_ = h.presence.Close()
 			_ = h.broker.Close()
-			h.notifier.stop()
+			h.notifier.Stop()
 			return nil, fmt.Errorf("subscribe %s: %w", ch, err)
 		}
 	}
@@ -297,7 +300,7 @@ func (h *Hub) deliver(_ string, payload []byte) {
 	}
 	if env.kind == kindPresence {
 		if h.cluster != nil {
-			h.cluster.receive(env.frame)
+			h.cluster.Receive(env.frame)
 		}
 		return
 	}

@@ -88,7 +88,7 @@ func (h *Hub) shut(c *Conn) {
 	delete(h.closing, c)
 	h.closingMu.Unlock()
 	if c.t != nil {
-		_ = c.t.close()
+		_ = c.t.Close()
 	}
 	if h.total.Add(-1) <= 0 && h.draining.Load() {
 		select {

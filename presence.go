@@ -2,13 +2,10 @@ package switchboard
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/protocol"
+	"github.com/switchboardhq/switchboard/presence"
 )
 
 // Presence keeps who is online and who is in which room, for the whole
@@ -19,7 +16,8 @@ import (
 // a room on no node before, or on no node any more.
 //
 // The default is this node's registry when the Broker is the in-memory one,
-// and a replica kept in step over the Broker otherwise (see Options.PresenceTTL).
+// and a replica kept in step over the Broker otherwise (presence.Cluster,
+// see Options.PresenceTTL).
 type Presence interface {
 	// Start begins reporting changes until Close. changed may be called
 	// from inside Join, Leave, Connect and Disconnect (the node's own
@@ -39,21 +37,24 @@ type Presence interface {
 	Close() error
 }
 
-// PresenceChange is one cluster-wide transition of a user.
-type PresenceChange struct {
-	Kind string // UserOnline, UserOffline, RoomJoin or RoomLeave
-	User string
-	Room string // for RoomJoin and RoomLeave
-	// Members is how many users the room has after the change; the hub
-	// batches the announcements of rooms past Options.PresenceBatchSize.
-	Members int
-	// Notify asks the hub to report the change to Options.OnPresence. One
-	// node of the cluster does: the one whose connection caused it (both,
-	// when two devices on two nodes race), or for a node that went silent,
-	// left or restarted, and for repairs from a snapshot, the oldest live
-	// node.
-	Notify bool
-}
+// PresenceChange is one cluster-wide transition of a user, as a Presence
+// reports it (see presence.Change).
+type PresenceChange = presence.Change
+
+// PresenceEvent is one cluster-wide transition as Options.OnPresence is
+// told of it.
+type PresenceEvent = presence.Event
+
+// NodeInfo describes one node of the cluster as this node knows it.
+type NodeInfo = presence.NodeInfo
+
+// Presence transitions reported to Options.OnPresence.
+const (
+	UserOnline  = presence.UserOnline  // the user's first connection
+	UserOffline = presence.UserOffline // the user's last connection is gone
+	RoomJoin    = presence.RoomJoin    // the user's first connection entered the room
+	RoomLeave   = presence.RoomLeave   // the user's last connection left the room
+)
 
 // localPresence is the single-node default: the hub's registry already
 // knows everything, so it answers from there and stores nothing twice.
@@ -102,28 +103,12 @@ func (p *localPresence) OnlineUsers(context.Context) ([]string, error) {
 
 func (p *localPresence) Close() error { return nil }
 
-// Presence transitions reported to Options.OnPresence.
-const (
-	UserOnline  = "user.online"  // the user's first connection
-	UserOffline = "user.offline" // the user's last connection is gone
-	RoomJoin    = "room.join"    // the user's first connection entered the room
-	RoomLeave   = "room.leave"   // the user's last connection left the room
-)
-
-// PresenceEvent is one cluster-wide transition of a user.
-type PresenceEvent struct {
-	Kind string
-	User string
-	Room string // for room.join and room.leave
-	Time time.Time
-}
-
 // presenceChange announces a transition to this node's members of the
 // room and reports it to OnPresence when asked to. Rooms past the batch
 // size get their changes in the next presence_diff instead of a frame each.
 func (h *Hub) presenceChange(ch PresenceChange) {
 	if ch.Notify {
-		h.notifier.add(PresenceEvent{Kind: ch.Kind, User: ch.User, Room: ch.Room, Time: time.Now()})
+		h.notifier.Add(PresenceEvent{Kind: ch.Kind, User: ch.User, Room: ch.Room, Time: time.Now()})
 	}
 	var frame []byte
 	switch ch.Kind {
@@ -141,94 +126,67 @@ func (h *Hub) presenceChange(ch PresenceChange) {
 		members--
 	}
 	if members >= h.opts.PresenceBatchSize {
-		h.diffs.add(ch.Room, ch.User, ch.Kind == RoomJoin)
+		h.diffs.Add(ch.Room, ch.User, ch.Kind == RoomJoin)
 		return
 	}
-	if h.diffs.addIfPending(ch.Room, ch.User, ch.Kind == RoomJoin) {
+	if h.diffs.AddIfPending(ch.Room, ch.User, ch.Kind == RoomJoin) {
 		return
 	}
-	h.diffs.invalidate(ch.Room)
+	h.diffs.Invalidate(ch.Room)
 	h.announceLocal(ch.Room, ch.User, frame)
 }
 
-// presenceNotifier runs OnPresence on a goroutine of its own, in the order
-// of the transitions: a Presence reports them under its lock, and user code
-// must be free to call back into the hub (OnlineUsers, Disconnect).
-type presenceNotifier struct {
-	cb      func(PresenceEvent)
-	log     *slog.Logger
-	panics  *atomic.Uint64
-	mu      sync.Mutex
-	queue   []PresenceEvent
-	wake    chan struct{}
-	done    chan struct{}
-	stopped bool
-}
-
-func (n *presenceNotifier) start(cb func(PresenceEvent), log *slog.Logger, c *counters) {
-	if cb == nil {
-		return
-	}
-	n.cb, n.log, n.panics = cb, log, &c.panics
-	n.wake, n.done = make(chan struct{}, 1), make(chan struct{})
-	go n.run()
-}
-
-func (n *presenceNotifier) add(ev PresenceEvent) {
-	if n.cb == nil {
-		return
-	}
-	n.mu.Lock()
-	n.queue = append(n.queue, ev)
-	n.mu.Unlock()
-	select {
-	case n.wake <- struct{}{}:
-	default:
-	}
-}
-
-// stop delivers what is queued, then ends the goroutine.
-func (n *presenceNotifier) stop() {
-	if n.cb == nil {
-		return
-	}
-	n.mu.Lock()
-	already := n.stopped
-	n.stopped = true
-	n.mu.Unlock()
-	if !already {
-		n.wake <- struct{}{}
-	}
-	<-n.done
-}
-
-func (n *presenceNotifier) run() {
-	defer close(n.done)
-	for range n.wake {
-		for {
-			n.mu.Lock()
-			batch, stopped := n.queue, n.stopped
-			n.queue = nil
-			n.mu.Unlock()
-			for _, ev := range batch {
-				n.call(ev)
-			}
-			if len(batch) == 0 {
-				if stopped {
-					return
-				}
-				break
-			}
+// flushPresenceDiffs announces each big room's changes as one frame.
+func (h *Hub) flushPresenceDiffs() {
+	for room, rd := range h.diffs.Take() {
+		joins, leaves := rd.Sorted()
+		if len(joins) == 0 && len(leaves) == 0 {
+			continue
 		}
+		h.announceLocal(room, "", protocol.PresenceDiff(room, joins, leaves))
 	}
 }
 
-func (n *presenceNotifier) call(ev PresenceEvent) {
-	defer func() {
-		if p := recover(); p != nil {
-			n.panics.Add(1)
-			n.log.Error("OnPresence panicked", "panic", fmt.Sprint(p), "kind", ev.Kind)
-		}
-	}()
-	n.cb(ev)
+// Nodes lists the live nodes of the cluster, this one first. Counts of
+// other nodes come from their last heartbeat (every PresenceTTL/3).
+func (h *Hub) Nodes() []NodeInfo {
+	st := h.Stats()
+	self := NodeInfo{ID: h.opts.NodeID, Connections: st.Connections, Users: st.Users, Rooms: st.Rooms, LastSeen: time.Now()}
+	if h.cluster == nil {
+		return []NodeInfo{self}
+	}
+	return append([]NodeInfo{self}, h.cluster.Peers()...)
+}
+
+// ClusterStats returns the cluster's distinct users and rooms, its
+// connections summed over the nodes, and the nodes themselves.
+func (h *Hub) ClusterStats() (Stats, []NodeInfo) {
+	nodes := h.Nodes()
+	if h.cluster == nil {
+		return h.Stats(), nodes
+	}
+	var st Stats
+	for _, n := range nodes {
+		st.Connections += n.Connections
+	}
+	st.Users, st.Rooms = h.cluster.Totals()
+	return st, nodes
+}
+
+// newClusterPresence is the default Presence of a multi-node broker: a
+// replica of every node's share, kept in step over the presence channel.
+func (h *Hub) newClusterPresence() *presence.Cluster {
+	return presence.NewCluster(presence.Config{
+		Node:   h.opts.NodeID,
+		TTL:    h.opts.PresenceTTL,
+		Logger: h.log,
+		Send: func(ctx context.Context, msg []byte) error {
+			env := envelope{kind: kindPresence, frame: msg}
+			return h.broker.Publish(ctx, channelPresence, env.marshal())
+		},
+		Counts: func() presence.Counts {
+			st := h.Stats()
+			return presence.Counts{Connections: st.Connections, Users: st.Users, Rooms: st.Rooms}
+		},
+	})
 }

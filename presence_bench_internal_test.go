@@ -35,7 +35,7 @@ func BenchmarkClusterPresenceJoinLeave(b *testing.B) {
 	h := benchPresenceHub(b)
 	cp := h.cluster
 	for _, n := range []string{"x", "y"} {
-		cp.receive(fmt.Appendf(nil, `{"t":"h","n":%q,"st":1,"q":0}`, n))
+		cp.Receive(fmt.Appendf(nil, `{"t":"h","n":%q,"st":1,"q":0}`, n))
 	}
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -64,7 +64,7 @@ func BenchmarkClusterPresenceMemory(b *testing.B) {
 		runtime.ReadMemStats(&before)
 		b.StartTimer()
 		for _, m := range msgs {
-			h.cluster.receive(m)
+			h.cluster.Receive(m)
 		}
 		b.StopTimer()
 		runtime.GC()

@@ -273,7 +273,7 @@ func (h *Hub) handleJoin(c *Conn, req *protocol.Request) {
 	}
 	current := func() ([]string, error) { return h.presence.RoomUsers(h.ctx, req.Room) }
 	if size, err := h.presence.RoomSize(h.ctx, req.Room); err == nil && size > h.opts.PresenceBatchSize {
-		snapshot, err := h.diffs.snapshot(req.Room, current)
+		snapshot, err := h.diffs.Snapshot(req.Room, current)
 		if err == nil {
 			head, tail := protocol.AckAround(&ack)
 			hdr := wsframe.AppendHeader(nil, wsframe.OpText, len(head)+len(snapshot)+len(tail))
@@ -298,7 +298,7 @@ func (h *Hub) joinKept(c *Conn, req *protocol.Request, stream string) {
 	if req.ID != "" {
 		current := func() ([]string, error) { return h.presence.RoomUsers(h.ctx, req.Room) }
 		if size, err := h.presence.RoomSize(h.ctx, req.Room); err == nil && size > h.opts.PresenceBatchSize {
-			snapshot, _ = h.diffs.snapshot(req.Room, current)
+			snapshot, _ = h.diffs.Snapshot(req.Room, current)
 		}
 		if snapshot == nil {
 			users, err := current()

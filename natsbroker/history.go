@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboardhq/switchboard"
+	"github.com/switchboardhq/switchboard/history"
 )
 
 // History on JetStream.
@@ -332,7 +333,7 @@ func (b *Broker) appendLocked(ctx context.Context, nc *nats.Conn, s *histStripe,
 			m, err := b.get(ctx, nc, getRequest{LastFor: subj})
 			switch {
 			case errors.Is(err, errNoMessage):
-				last = kept{epoch: switchboard.NewEpoch()} // empty: a new epoch
+				last = kept{epoch: history.NewEpoch()} // empty: a new epoch
 			case err != nil:
 				return 0, "", err
 			default:
@@ -343,7 +344,7 @@ func (b *Broker) appendLocked(ctx context.Context, nc *nats.Conn, s *histStripe,
 		payload = append(payload[:0], head...)
 		payload = strconv.AppendUint(payload, offset, 10)
 		payload = append(payload, tail...)
-		payload = append(payload, switchboard.HistoryTrailer(offset, last.epoch)...)
+		payload = append(payload, history.Trailer(offset, last.epoch)...)
 		seq, err := b.store(ctx, nc, subj, payload, last.seq)
 		if errors.Is(err, errWrongLast) {
 			known = false // another node stored first, or the subject was emptied
@@ -394,9 +395,9 @@ func (b *Broker) store(ctx context.Context, nc *nats.Conn, subj string, data []b
 // newest and the oldest message of the stream, then what is asked for.
 // Reading an empty stream stores its epoch; reading a quiet one keeps its
 // epoch alive (see the top of this file).
-func (b *Broker) Read(ctx context.Context, stream string, since uint64, limit int) (switchboard.HistoryPage, error) {
+func (b *Broker) Read(ctx context.Context, stream string, since uint64, limit int) (history.Page, error) {
 	subj := b.historySubject(stream)
-	var page switchboard.HistoryPage
+	var page history.Page
 	err := b.historyCall(ctx, func(ctx context.Context, nc *nats.Conn) error {
 		for range 5 {
 			var err error
@@ -407,31 +408,31 @@ func (b *Broker) Read(ctx context.Context, stream string, since uint64, limit in
 		return errMoved
 	})
 	if err != nil {
-		return switchboard.HistoryPage{}, fmt.Errorf("natsbroker: read history %q: %w", stream, err)
+		return history.Page{}, fmt.Errorf("natsbroker: read history %q: %w", stream, err)
 	}
 	return page, nil
 }
 
-func (b *Broker) read(ctx context.Context, nc *nats.Conn, subj string, since uint64, limit int) (switchboard.HistoryPage, error) {
+func (b *Broker) read(ctx context.Context, nc *nats.Conn, subj string, since uint64, limit int) (history.Page, error) {
 	last, err := b.get(ctx, nc, getRequest{LastFor: subj})
 	if errors.Is(err, errNoMessage) {
 		// Persist the epoch the first message will continue.
-		epoch := switchboard.NewEpoch()
-		if _, err := b.store(ctx, nc, subj, switchboard.HistoryTrailer(0, epoch), 0); err != nil {
+		epoch := history.NewEpoch()
+		if _, err := b.store(ctx, nc, subj, history.Trailer(0, epoch), 0); err != nil {
 			if errors.Is(err, errWrongLast) {
-				return switchboard.HistoryPage{}, errMoved
+				return history.Page{}, errMoved
 			}
-			return switchboard.HistoryPage{}, err
+			return history.Page{}, err
 		}
-		return switchboard.HistoryPage{Epoch: epoch}, nil
+		return history.Page{Epoch: epoch}, nil
 	}
 	if err != nil {
-		return switchboard.HistoryPage{}, err
+		return history.Page{}, err
 	}
 	if err := b.keepAlive(ctx, nc, subj, last); err != nil {
-		return switchboard.HistoryPage{}, err
+		return history.Page{}, err
 	}
-	page := switchboard.HistoryPage{Offset: last.offset, Epoch: last.epoch}
+	page := history.Page{Offset: last.offset, Epoch: last.epoch}
 	if last.offset == 0 {
 		return page, nil // only the marker of a stream never written
 	}
@@ -506,7 +507,7 @@ func (b *Broker) keepAlive(ctx context.Context, nc *nats.Conn, subj string, last
 	if last.at.IsZero() || time.Since(last.at) < ttl/2 {
 		return nil
 	}
-	_, err := b.store(ctx, nc, subj, switchboard.HistoryTrailer(last.offset, last.epoch), last.seq)
+	_, err := b.store(ctx, nc, subj, history.Trailer(last.offset, last.epoch), last.seq)
 	if errors.Is(err, errWrongLast) {
 		return nil
 	}

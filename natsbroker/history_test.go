@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboardhq/switchboard"
+	"github.com/switchboardhq/switchboard/history"
 	"github.com/switchboardhq/switchboard/internal/testkit"
 )
 
@@ -168,10 +169,10 @@ func appendOne(t testing.TB, b *Broker, stream, name string) (uint64, string, []
 
 func expectedPayload(name string, off uint64, epoch string) []byte {
 	p := strconv.AppendUint([]byte(name+"@"), off, 10)
-	return append(append(p, '!'), switchboard.HistoryTrailer(off, epoch)...)
+	return append(append(p, '!'), history.Trailer(off, epoch)...)
 }
 
-func read(t *testing.T, b *Broker, stream string, since uint64, limit int) switchboard.HistoryPage {
+func read(t *testing.T, b *Broker, stream string, since uint64, limit int) history.Page {
 	t.Helper()
 	page, err := b.Read(context.Background(), stream, since, limit)
 	if err != nil {
@@ -181,7 +182,7 @@ func read(t *testing.T, b *Broker, stream string, since uint64, limit int) switc
 }
 
 // offsetsOf reads the offsets of a page's payloads off their trailers.
-func offsetsOf(t *testing.T, page switchboard.HistoryPage) []uint64 {
+func offsetsOf(t *testing.T, page history.Page) []uint64 {
 	t.Helper()
 	var out []uint64
 	for _, p := range page.Payloads {
@@ -194,7 +195,7 @@ func offsetsOf(t *testing.T, page switchboard.HistoryPage) []uint64 {
 	return out
 }
 
-func expectOffsets(t *testing.T, what string, page switchboard.HistoryPage, from, to uint64) {
+func expectOffsets(t *testing.T, what string, page history.Page, from, to uint64) {
 	t.Helper()
 	got := offsetsOf(t, page)
 	if uint64(len(got)) != to+1-from {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/switchboardhq/switchboard"
+	"github.com/switchboardhq/switchboard/history"
 )
 
 // History: each stream is a Redis stream (XADD, trimmed with MAXLEN ~) and
@@ -104,7 +104,7 @@ func (b *Broker) Append(ctx context.Context, stream, channel string, head, tail 
 	}
 	size, ttl := b.historyBounds()
 	res, err := appendScript.Run(ctx, b.client, b.historyKeys(stream),
-		head, tail, b.opts.Prefix+channel, switchboard.NewEpoch(), size, ttl).Slice()
+		head, tail, b.opts.Prefix+channel, history.NewEpoch(), size, ttl).Slice()
 	if err != nil {
 		b.publishErrors.Add(1)
 		return 0, "", fmt.Errorf("redisbroker: keep message: %w", err)
@@ -118,9 +118,9 @@ func (b *Broker) Append(ctx context.Context, stream, channel string, head, tail 
 }
 
 // Read implements switchboard.History.
-func (b *Broker) Read(ctx context.Context, stream string, since uint64, limit int) (switchboard.HistoryPage, error) {
+func (b *Broker) Read(ctx context.Context, stream string, since uint64, limit int) (history.Page, error) {
 	if b.closed.Load() {
-		return switchboard.HistoryPage{}, ErrClosed
+		return history.Page{}, ErrClosed
 	}
 	_, ttl := b.historyBounds()
 	if since >= 1<<52 {
@@ -128,24 +128,24 @@ func (b *Broker) Read(ctx context.Context, stream string, since uint64, limit in
 		since, limit = 0, 0
 	}
 	res, err := readScript.Run(ctx, b.client, b.historyKeys(stream),
-		strconv.FormatUint(since, 10), max(limit, 0), switchboard.NewEpoch(), ttl).Slice()
+		strconv.FormatUint(since, 10), max(limit, 0), history.NewEpoch(), ttl).Slice()
 	if err != nil {
-		return switchboard.HistoryPage{}, fmt.Errorf("redisbroker: read history: %w", err)
+		return history.Page{}, fmt.Errorf("redisbroker: read history: %w", err)
 	}
 	if len(res) != 4 {
-		return switchboard.HistoryPage{}, errors.New("redisbroker: read history: unexpected reply")
+		return history.Page{}, errors.New("redisbroker: read history: unexpected reply")
 	}
 	offset, epoch, err := offsetEpoch(res[:2])
 	if err != nil {
-		return switchboard.HistoryPage{}, fmt.Errorf("redisbroker: read history: %w", err)
+		return history.Page{}, fmt.Errorf("redisbroker: read history: %w", err)
 	}
 	first, _ := res[2].(int64)
-	page := switchboard.HistoryPage{Offset: offset, Epoch: epoch, First: uint64(first)}
+	page := history.Page{Offset: offset, Epoch: epoch, First: uint64(first)}
 	entries, _ := res[3].([]any)
 	for _, e := range entries {
 		s, ok := e.(string)
 		if !ok {
-			return switchboard.HistoryPage{}, errors.New("redisbroker: read history: unexpected entry")
+			return history.Page{}, errors.New("redisbroker: read history: unexpected entry")
 		}
 		page.Payloads = append(page.Payloads, []byte(s))
 	}

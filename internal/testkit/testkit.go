@@ -1,6 +1,7 @@
 // Package testkit holds the few helpers every test package of the module
-// needs: waiting for a condition with a deadline, and a log buffer safe
-// for many goroutines.
+// needs: waiting for a condition with a deadline, a log buffer safe for
+// many goroutines, and Bus, an in-process broker for unit tests. Only
+// tests import it; it imports nothing of the project.
 package testkit
 
 import (

@@ -1,4 +1,4 @@
-package switchboard
+package presence
 
 import (
 	"slices"
@@ -8,14 +8,16 @@ import (
 	"github.com/switchboardhq/switchboard/internal/protocol"
 )
 
-// presenceDiffs collects join and leave changes of big rooms between two
-// flushes. Each user touched in an interval appears once in the next diff,
+// Diffs collect join and leave changes of big rooms between two flushes,
+// for a hub to announce as one presence_diff frame per room and interval.
+// Each user touched in an interval appears once in the next diff,
 // with its last change: a user who joined and left is sent as a leave
 // (harmless to members who never saw the join), so that a snapshot taken
-// in between is always corrected by the diff that follows it.
-type presenceDiffs struct {
+// in between is always corrected by the diff that follows it. The zero
+// Diffs are ready to use; mu is a leaf lock.
+type Diffs struct {
 	mu    sync.Mutex
-	rooms map[string]*roomDiff
+	rooms map[string]*RoomDiff
 	// snapshots caches, per big room, the encoded user list as it stood at
 	// the last flush. A joiner's ack carries it and the next presence_diff
 	// brings the joiner up to date, so a room of N filling up costs O(N)
@@ -27,19 +29,21 @@ type presenceDiffs struct {
 	gens    map[string]uint64
 }
 
-type roomDiff struct {
+// RoomDiff is one room's changes in an interval.
+type RoomDiff struct {
 	joins, leaves map[string]struct{}
 }
 
-func (d *presenceDiffs) add(room, user string, joined bool) {
+// Add records that user joined (or left) room in this interval.
+func (d *Diffs) Add(room, user string, joined bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.rooms == nil {
-		d.rooms = make(map[string]*roomDiff)
+		d.rooms = make(map[string]*RoomDiff)
 	}
 	rd := d.rooms[room]
 	if rd == nil {
-		rd = &roomDiff{joins: map[string]struct{}{}, leaves: map[string]struct{}{}}
+		rd = &RoomDiff{joins: map[string]struct{}{}, leaves: map[string]struct{}{}}
 		d.rooms[room] = rd
 	}
 	add, other := rd.joins, rd.leaves
@@ -50,22 +54,22 @@ func (d *presenceDiffs) add(room, user string, joined bool) {
 	add[user] = struct{}{}
 }
 
-// addIfPending adds the change to the room's pending diff, if it has one,
+// AddIfPending adds the change to the room's pending diff, if it has one,
 // and says so: a change must not overtake the room's pending diff as a
 // direct frame (a room that just fell under the threshold).
-func (d *presenceDiffs) addIfPending(room, user string, joined bool) bool {
+func (d *Diffs) AddIfPending(room, user string, joined bool) bool {
 	d.mu.Lock()
 	_, pending := d.rooms[room]
 	d.mu.Unlock()
 	if pending {
-		d.add(room, user, joined)
+		d.Add(room, user, joined)
 	}
 	return pending
 }
 
-// invalidate drops the room's cached snapshot after a change that was
+// Invalidate drops the room's cached snapshot after a change that was
 // announced directly (the room was small enough) and so is in no diff.
-func (d *presenceDiffs) invalidate(room string) {
+func (d *Diffs) Invalidate(room string) {
 	d.mu.Lock()
 	delete(d.snapshots, room)
 	if d.gens == nil {
@@ -75,8 +79,8 @@ func (d *presenceDiffs) invalidate(room string) {
 	d.mu.Unlock()
 }
 
-// take returns the pending changes and starts a new interval.
-func (d *presenceDiffs) take() map[string]*roomDiff {
+// Take returns the pending changes and starts a new interval.
+func (d *Diffs) Take() map[string]*RoomDiff {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	rooms := d.rooms
@@ -87,14 +91,14 @@ func (d *presenceDiffs) take() map[string]*roomDiff {
 	return rooms
 }
 
-// snapshot returns the room's users as of the last flush, encoded as a JSON
+// Snapshot returns the room's users as of the last flush, encoded as a JSON
 // array: the current users less the joins pending since then, plus the
 // leaves. The current users are read without d.mu held (a cluster Presence
 // reports changes into d while holding its own lock); a change caught
 // between the two reads is in the pending diff with its last value, so the
 // next diff corrects the snapshot. The result is cached only if the room
 // was not invalidated, nor the diffs flushed, meanwhile.
-func (d *presenceDiffs) snapshot(room string, current func() ([]string, error)) ([]byte, error) {
+func (d *Diffs) Snapshot(room string, current func() ([]string, error)) ([]byte, error) {
 	d.mu.Lock()
 	if b, ok := d.snapshots[room]; ok {
 		d.mu.Unlock()
@@ -129,14 +133,9 @@ func (d *presenceDiffs) snapshot(room string, current func() ([]string, error)) 
 	return b, nil
 }
 
-// flushPresenceDiffs announces each big room's changes as one frame.
-func (h *Hub) flushPresenceDiffs() {
-	for room, rd := range h.diffs.take() {
-		if len(rd.joins) == 0 && len(rd.leaves) == 0 {
-			continue
-		}
-		h.announceLocal(room, "", protocol.PresenceDiff(room, sortedKeys(rd.joins), sortedKeys(rd.leaves)))
-	}
+// Sorted returns the users who joined and who left, each sorted.
+func (rd *RoomDiff) Sorted() (joins, leaves []string) {
+	return sortedKeys(rd.joins), sortedKeys(rd.leaves)
 }
 
 func sortedKeys(m map[string]struct{}) []string {

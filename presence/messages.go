@@ -1,4 +1,4 @@
-package switchboard
+package presence
 
 import (
 	"context"
@@ -42,8 +42,8 @@ const (
 	msgBye        = "b" // the sender is shutting down
 )
 
-// RoomUsers implements Presence.
-func (cp *clusterPresence) RoomUsers(_ context.Context, room string) ([]string, error) {
+// RoomUsers returns the sorted users in room, cluster-wide.
+func (cp *Cluster) RoomUsers(_ context.Context, room string) ([]string, error) {
 	cp.mu.Lock()
 	seen := make(map[string]struct{}, cp.rooms[room])
 	for _, p := range cp.peers {
@@ -55,15 +55,15 @@ func (cp *clusterPresence) RoomUsers(_ context.Context, room string) ([]string, 
 	return sortedKeys(seen), nil
 }
 
-// RoomSize implements Presence.
-func (cp *clusterPresence) RoomSize(_ context.Context, room string) (int, error) {
+// RoomSize returns how many users are in room, cluster-wide.
+func (cp *Cluster) RoomSize(_ context.Context, room string) (int, error) {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	return cp.rooms[room], nil
 }
 
-// OnlineUsers implements Presence.
-func (cp *clusterPresence) OnlineUsers(context.Context) ([]string, error) {
+// OnlineUsers returns the sorted users with a connection on any node.
+func (cp *Cluster) OnlineUsers(context.Context) ([]string, error) {
 	cp.mu.Lock()
 	seen := make(map[string]struct{}, len(cp.me.share.users))
 	for _, p := range cp.peers {
@@ -84,15 +84,9 @@ type NodeInfo struct {
 	LastSeen    time.Time `json:"last_seen"`
 }
 
-// Nodes lists the live nodes of the cluster, this one first. Counts of
-// other nodes come from their last heartbeat (every PresenceTTL/3).
-func (h *Hub) Nodes() []NodeInfo {
-	st := h.Stats()
-	self := NodeInfo{ID: h.opts.NodeID, Connections: st.Connections, Users: st.Users, Rooms: st.Rooms, LastSeen: time.Now()}
-	if h.cluster == nil {
-		return []NodeInfo{self}
-	}
-	cp := h.cluster
+// Peers lists the other live nodes, by id, with the counts of their last
+// heartbeat (every TTL/3).
+func (cp *Cluster) Peers() []NodeInfo {
 	cp.mu.Lock()
 	others := make([]NodeInfo, 0, len(cp.peers))
 	for _, p := range cp.peers {
@@ -102,29 +96,18 @@ func (h *Hub) Nodes() []NodeInfo {
 	}
 	cp.mu.Unlock()
 	sort.Slice(others, func(i, j int) bool { return others[i].ID < others[j].ID })
-	return append([]NodeInfo{self}, others...)
+	return others
 }
 
-// ClusterStats returns the cluster's distinct users and rooms, its
-// connections summed over the nodes, and the nodes themselves.
-func (h *Hub) ClusterStats() (Stats, []NodeInfo) {
-	nodes := h.Nodes()
-	if h.cluster == nil {
-		return h.Stats(), nodes
-	}
-	var st Stats
-	for _, n := range nodes {
-		st.Connections += n.Connections
-	}
-	cp := h.cluster
+// Totals returns the cluster's distinct online users and its rooms.
+func (cp *Cluster) Totals() (users, rooms int) {
 	cp.mu.Lock()
+	defer cp.mu.Unlock()
 	online := make(map[string]struct{}, len(cp.me.share.users))
 	for _, p := range cp.peers {
 		for u := range p.share.users {
 			online[u] = struct{}{}
 		}
 	}
-	st.Users, st.Rooms = len(online), len(cp.rooms)
-	cp.mu.Unlock()
-	return st, nodes
+	return len(online), len(cp.rooms)
 }

@@ -1,4 +1,4 @@
-package switchboard
+package presence
 
 import (
 	"context"
@@ -11,11 +11,12 @@ import (
 
 // The presence protocol between nodes: what a node does with another
 // node's messages, and how it sends its heartbeats and snapshots (see
-// clusterPresence for the whole picture and presence_query.go for the
-// messages).
+// Cluster for the whole picture and messages.go for the messages).
 
-// receive applies a message from another node.
-func (cp *clusterPresence) receive(b []byte) {
+// Receive applies a message heard on the presence channel: another
+// node's, or this node's own (its heartbeats prove the broker works).
+// Malformed messages are logged and dropped.
+func (cp *Cluster) Receive(b []byte) {
 	var m presenceMsg
 	if err := json.Unmarshal(b, &m); err != nil || m.Node == "" {
 		cp.log.Warn("presence message dropped", "error", err, "bytes", len(b))
@@ -104,7 +105,7 @@ func (cp *clusterPresence) receive(b []byte) {
 
 // lost marks p's share incomplete and asks for a snapshot, at most once
 // per heartbeat interval. Called with mu held.
-func (cp *clusterPresence) lost(p *peer, now time.Time) {
+func (cp *Cluster) lost(p *peer, now time.Time) {
 	p.synced = false
 	if now.Sub(p.asked) < cp.ttl/3 {
 		return
@@ -117,7 +118,7 @@ func (cp *clusterPresence) lost(p *peer, now time.Time) {
 	cp.signal()
 }
 
-func (cp *clusterPresence) snapshotPart(p *peer, m *presenceMsg, now time.Time) {
+func (cp *Cluster) snapshotPart(p *peer, m *presenceMsg, now time.Time) {
 	if m.Part == 0 {
 		in := newShare()
 		p.incoming, p.nextPart = &in, 0
@@ -160,8 +161,8 @@ func (cp *clusterPresence) snapshotPart(p *peer, m *presenceMsg, now time.Time) 
 // it; the heartbeat itself goes out without sendMu, so that retrying it
 // (a broker queue full of room traffic) never holds up this node's joins.
 // Three lost heartbeats in a row would get this node dropped elsewhere.
-func (cp *clusterPresence) heartbeat(ctx context.Context) {
-	st := cp.stats()
+func (cp *Cluster) heartbeat(ctx context.Context) {
+	st := cp.counts()
 	cp.sendMu.Lock()
 	cp.mu.Lock()
 	m := presenceMsg{Type: msgHeartbeat, Seq: cp.seq, Conns: st.Connections, UserCount: st.Users, RoomCount: st.Rooms}
@@ -185,7 +186,7 @@ func (cp *clusterPresence) heartbeat(ctx context.Context) {
 	}
 }
 
-func (cp *clusterPresence) askSnapshots(ctx context.Context, want map[string]bool) {
+func (cp *Cluster) askSnapshots(ctx context.Context, want map[string]bool) {
 	m := presenceMsg{Type: msgSync}
 	if !want[""] {
 		for id := range want {
@@ -200,7 +201,7 @@ func (cp *clusterPresence) askSnapshots(ctx context.Context, want map[string]boo
 
 // sendSnapshot publishes this node's whole share in parts. sendMu keeps
 // deltas out from between the parts.
-func (cp *clusterPresence) sendSnapshot(ctx context.Context) {
+func (cp *Cluster) sendSnapshot(ctx context.Context) {
 	cp.sendMu.Lock()
 	defer cp.sendMu.Unlock()
 	cp.mu.Lock()
@@ -248,12 +249,11 @@ func splitShare(s share, seq uint64) []presenceMsg {
 	return append(parts, cur)
 }
 
-func (cp *clusterPresence) publish(ctx context.Context, m *presenceMsg) error {
+func (cp *Cluster) publish(ctx context.Context, m *presenceMsg) error {
 	m.Node, m.Started = cp.self, cp.started
 	body, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode presence message: %w", err)
 	}
-	env := envelope{kind: kindPresence, frame: body}
-	return cp.broker.Publish(ctx, channelPresence, env.marshal())
+	return cp.send(ctx, body)
 }

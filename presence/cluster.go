@@ -1,4 +1,4 @@
-package switchboard
+package presence
 
 import (
 	"context"
@@ -9,34 +9,38 @@ import (
 	"time"
 )
 
-// clusterPresence is the Presence of a multi-node cluster. Every node keeps
-// a replica of every node's share (which users it has online, and in which
-// rooms) and keeps it in step over the Broker's presence channel:
+// Cluster is the presence of a multi-node cluster. Every node keeps a
+// replica of every node's share (which users it has online, and in which
+// rooms) and keeps it in step over one broker channel that every node
+// hears (Config.Send out, Receive in):
 //
 //   - each change of this node's share goes out as a numbered delta;
-//   - every PresenceTTL/3 a heartbeat carries the newest number, so a
-//     receiver that missed a delta (broker outage, late start) notices the
-//     gap and asks that node for a snapshot of its share;
-//   - a node not heard from for PresenceTTL, while this node hears its own
+//   - every TTL/3 a heartbeat carries the newest number, so a receiver
+//     that missed a delta (broker outage, late start) notices the gap and
+//     asks that node for a snapshot of its share;
+//   - a node not heard from for the TTL, while this node hears its own
 //     heartbeats (so the broker works), is dropped with all its users.
 //
 // The replica costs every node memory for the whole cluster's presence
-// (about 180 bytes per user in one room, BenchmarkClusterPresenceMemory), and every node
-// hears every first join and last leave: presence traffic grows with the
+// (about 180 bytes per user in one room, BenchmarkClusterPresenceMemory),
+// and every node hears every first join and last leave: presence traffic grows with the
 // cluster's churn, not with its messages.
 //
 // A user is in a room when any node's share says so; the cluster-wide
 // transitions (first share to hold the user, last share to drop it) are
-// reported to the hub, which announces them to its own members. Queries
-// are answered from memory, without a round trip.
-type clusterPresence struct {
+// reported to the function given to Start (the hub announces them to its
+// own members). Queries are answered from memory, without a round trip.
+//
+// Lock order: sendMu, then mu; changed runs under mu and must not call
+// back into the Cluster.
+type Cluster struct {
 	self    string
 	started int64 // unix nanoseconds; the oldest live node reports expiries
 	ttl     time.Duration
-	broker  Broker
-	stats   func() Stats
+	send    func(ctx context.Context, msg []byte) error
+	counts  func() Counts
 	log     *slog.Logger
-	changed func(PresenceChange)
+	changed func(Change)
 
 	// Lock order: sendMu before mu. sendMu keeps this node's numbered
 	// messages in number order on the broker; mu guards the replica.
@@ -59,7 +63,7 @@ type clusterPresence struct {
 
 	twinWarned time.Time // the last warning about a node with this one's name
 
-	// closing is set when the hub closes: changes are no longer sent one
+	// closing is set by Leaving and Close: changes are no longer sent one
 	// by one, the goodbye covers them.
 	closing atomic.Bool
 
@@ -99,16 +103,58 @@ const (
 	snapshotPartBytes = 128 << 10             // per snapshot message, well under broker limits (NATS: 1 MiB)
 )
 
-func newClusterPresence(h *Hub) *clusterPresence {
-	cp := &clusterPresence{
-		self:     h.opts.NodeID,
+// Config configures a Cluster.
+type Config struct {
+	// Node names this node; every node of the cluster needs its own name.
+	Node string
+	// TTL bounds how long a node that went silent keeps its users present
+	// elsewhere: each node says it is alive every TTL/3, and the others
+	// drop its users once they have heard nothing from it for TTL.
+	// Default 30s.
+	TTL time.Duration
+	// Send publishes one presence message to every node, this one
+	// included; each node hands what it hears to Receive. Required. It
+	// must return quickly (queue the network work) and keep one sender's
+	// messages in order.
+	Send func(ctx context.Context, msg []byte) error
+	// Counts reports this node's totals for its heartbeats (NodeInfo on
+	// the others). Default: zeros.
+	Counts func() Counts
+	// Logger receives events with counts and node ids. Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Counts are one node's totals, carried by its heartbeats.
+type Counts struct {
+	Connections, Users, Rooms int
+}
+
+// DefaultTTL is Config.TTL's default.
+const DefaultTTL = 30 * time.Second
+
+// NewCluster returns the presence replica of node cfg.Node. Call Start
+// before handing it messages.
+func NewCluster(cfg Config) *Cluster {
+	if cfg.TTL <= 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.Counts == nil {
+		cfg.Counts = func() Counts { return Counts{} }
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cp := &Cluster{
+		self:     cfg.Node,
 		started:  time.Now().UnixNano(),
-		ttl:      h.opts.PresenceTTL,
-		broker:   h.broker,
-		stats:    h.Stats,
-		log:      h.log,
+		ttl:      cfg.TTL,
+		send:     cfg.Send,
+		counts:   cfg.Counts,
+		log:      cfg.Logger,
 		peers:    map[string]*peer{},
 		rooms:    map[string]int{},
+		changed:  func(Change) {},
 		wantSync: map[string]bool{"": true}, // a new node asks everyone
 		wake:     make(chan struct{}, 1),
 	}
@@ -117,8 +163,12 @@ func newClusterPresence(h *Hub) *clusterPresence {
 	return cp
 }
 
-// Start implements Presence.
-func (cp *clusterPresence) Start(ctx context.Context, changed func(PresenceChange)) error {
+// Start begins the heartbeats and snapshot exchange, reporting every
+// cluster-wide transition to changed until Close. changed is called with
+// the replica's lock held, from Join, Leave, Connect and Disconnect (this
+// node's own changes) and from Receive and the replica's goroutine; it
+// must not block or call back into the Cluster.
+func (cp *Cluster) Start(ctx context.Context, changed func(Change)) error {
 	cp.changed = changed
 	ctx, cp.cancel = context.WithCancel(ctx)
 	cp.wg.Add(1)
@@ -126,9 +176,9 @@ func (cp *clusterPresence) Start(ctx context.Context, changed func(PresenceChang
 	return nil
 }
 
-// Close implements Presence: it tells the other nodes to drop this one at
-// once instead of after PresenceTTL.
-func (cp *clusterPresence) Close() error {
+// Close stops the replica and tells the other nodes to drop this one at
+// once instead of after the TTL.
+func (cp *Cluster) Close() error {
 	if cp.cancel == nil {
 		return nil
 	}
@@ -154,7 +204,11 @@ func (cp *clusterPresence) Close() error {
 	}
 }
 
-func (cp *clusterPresence) run(ctx context.Context) {
+// Leaving says this node is going: its remaining changes are covered by
+// the goodbye Close sends, not sent one by one.
+func (cp *Cluster) Leaving() { cp.closing.Store(true) }
+
+func (cp *Cluster) run(ctx context.Context) {
 	defer cp.wg.Done()
 	tick := time.NewTicker(cp.ttl / 3)
 	defer tick.Stop()
@@ -190,36 +244,36 @@ func (cp *clusterPresence) run(ctx context.Context) {
 	}
 }
 
-func (cp *clusterPresence) signal() {
+func (cp *Cluster) signal() {
 	select {
 	case cp.wake <- struct{}{}:
 	default:
 	}
 }
 
-// Join implements Presence.
-func (cp *clusterPresence) Join(ctx context.Context, room, user string) error {
+// Join records that user is in room on this node.
+func (cp *Cluster) Join(ctx context.Context, room, user string) error {
 	return cp.local(ctx, msgJoin, room, user)
 }
 
-// Leave implements Presence.
-func (cp *clusterPresence) Leave(ctx context.Context, room, user string) error {
+// Leave records that user left room on this node.
+func (cp *Cluster) Leave(ctx context.Context, room, user string) error {
 	return cp.local(ctx, msgLeave, room, user)
 }
 
-// Connect implements Presence.
-func (cp *clusterPresence) Connect(ctx context.Context, user string) error {
+// Connect records that user has a connection on this node.
+func (cp *Cluster) Connect(ctx context.Context, user string) error {
 	return cp.local(ctx, msgConnect, "", user)
 }
 
-// Disconnect implements Presence.
-func (cp *clusterPresence) Disconnect(ctx context.Context, user string) error {
+// Disconnect records that user has no connection left on this node.
+func (cp *Cluster) Disconnect(ctx context.Context, user string) error {
 	return cp.local(ctx, msgDisconnect, "", user)
 }
 
 // local applies a change of this node's share and sends it as the next
 // numbered delta.
-func (cp *clusterPresence) local(ctx context.Context, typ, room, user string) error {
+func (cp *Cluster) local(ctx context.Context, typ, room, user string) error {
 	cp.sendMu.Lock()
 	defer cp.sendMu.Unlock()
 	cp.mu.Lock()
@@ -245,7 +299,7 @@ func (cp *clusterPresence) local(ctx context.Context, typ, room, user string) er
 
 // apply changes p's share, reporting a cluster-wide transition, and says
 // whether the share changed. Called with mu held.
-func (cp *clusterPresence) apply(p *peer, typ, room, user string, notify bool) bool {
+func (cp *Cluster) apply(p *peer, typ, room, user string, notify bool) bool {
 	switch typ {
 	case msgJoin:
 		members := p.share.rooms[room]
@@ -260,7 +314,7 @@ func (cp *clusterPresence) apply(p *peer, typ, room, user string, notify bool) b
 		members[user] = struct{}{}
 		if first {
 			cp.rooms[room]++
-			cp.changed(PresenceChange{Kind: RoomJoin, User: user, Room: room, Members: cp.rooms[room], Notify: notify})
+			cp.changed(Change{Kind: RoomJoin, User: user, Room: room, Members: cp.rooms[room], Notify: notify})
 		}
 	case msgLeave:
 		members := p.share.rooms[room]
@@ -277,7 +331,7 @@ func (cp *clusterPresence) apply(p *peer, typ, room, user string, notify bool) b
 				delete(cp.rooms, room)
 			}
 			notify = cp.raced(p, notify, room+"\x00"+user)
-			cp.changed(PresenceChange{Kind: RoomLeave, User: user, Room: room, Members: cp.rooms[room], Notify: notify})
+			cp.changed(Change{Kind: RoomLeave, User: user, Room: room, Members: cp.rooms[room], Notify: notify})
 		} else if p == cp.me {
 			cp.remember(room + "\x00" + user)
 		}
@@ -288,7 +342,7 @@ func (cp *clusterPresence) apply(p *peer, typ, room, user string, notify bool) b
 		first := !cp.onlineElsewhere(p, user)
 		p.share.users[user] = struct{}{}
 		if first {
-			cp.changed(PresenceChange{Kind: UserOnline, User: user, Notify: notify})
+			cp.changed(Change{Kind: UserOnline, User: user, Notify: notify})
 		}
 	case msgDisconnect:
 		if _, in := p.share.users[user]; !in {
@@ -297,7 +351,7 @@ func (cp *clusterPresence) apply(p *peer, typ, room, user string, notify bool) b
 		delete(p.share.users, user)
 		if !cp.onlineElsewhere(p, user) {
 			notify = cp.raced(p, notify, "\x00"+user)
-			cp.changed(PresenceChange{Kind: UserOffline, User: user, Notify: notify})
+			cp.changed(Change{Kind: UserOffline, User: user, Notify: notify})
 		} else if p == cp.me {
 			cp.remember("\x00" + user)
 		}
@@ -309,7 +363,7 @@ func (cp *clusterPresence) apply(p *peer, typ, room, user string, notify bool) b
 
 // remember notes a removal of this node's that another node's share
 // outlived. Called with mu held.
-func (cp *clusterPresence) remember(key string) {
+func (cp *Cluster) remember(key string) {
 	if cp.stillHeld == nil {
 		cp.stillHeld = map[string]time.Time{}
 	}
@@ -320,7 +374,7 @@ func (cp *clusterPresence) remember(key string) {
 // here: when this node removed the same entry shortly before, believing
 // another node (p) still held it, neither node saw the transition as its
 // own. Called with mu held.
-func (cp *clusterPresence) raced(p *peer, notify bool, key string) bool {
+func (cp *Cluster) raced(p *peer, notify bool, key string) bool {
 	if p == cp.me || notify {
 		return notify
 	}
@@ -332,7 +386,7 @@ func (cp *clusterPresence) raced(p *peer, notify bool, key string) bool {
 	return time.Since(at) < cp.ttl
 }
 
-func (cp *clusterPresence) inRoomElsewhere(p *peer, room, user string) bool {
+func (cp *Cluster) inRoomElsewhere(p *peer, room, user string) bool {
 	for _, q := range cp.peers {
 		if q != p {
 			if _, in := q.share.rooms[room][user]; in {
@@ -343,7 +397,7 @@ func (cp *clusterPresence) inRoomElsewhere(p *peer, room, user string) bool {
 	return false
 }
 
-func (cp *clusterPresence) onlineElsewhere(p *peer, user string) bool {
+func (cp *Cluster) onlineElsewhere(p *peer, user string) bool {
 	for _, q := range cp.peers {
 		if q != p {
 			if _, in := q.share.users[user]; in {
@@ -357,7 +411,7 @@ func (cp *clusterPresence) onlineElsewhere(p *peer, user string) bool {
 // replace makes next p's share, reporting every transition: users who
 // came first (online, then their rooms) and users who went (rooms, then
 // offline). Called with mu held.
-func (cp *clusterPresence) replace(p *peer, next share, notify bool) {
+func (cp *Cluster) replace(p *peer, next share, notify bool) {
 	old := p.share
 	for room, members := range old.rooms {
 		for user := range members {
@@ -383,7 +437,7 @@ func (cp *clusterPresence) replace(p *peer, next share, notify bool) {
 
 // dropShare reports the transitions of a share that is gone: p holds
 // the share no more. Called with mu held.
-func (cp *clusterPresence) dropShare(p *peer, gone share) {
+func (cp *Cluster) dropShare(p *peer, gone share) {
 	// The ghost is in no peer list, so each of its users counts as gone
 	// unless a live node holds them.
 	ghost := &peer{id: p.id, share: gone}
@@ -392,7 +446,7 @@ func (cp *clusterPresence) dropShare(p *peer, gone share) {
 
 // isLeader says whether this node is the oldest live one, the one that
 // reports the transitions of nodes that left. Called with mu held.
-func (cp *clusterPresence) isLeader() bool {
+func (cp *Cluster) isLeader() bool {
 	for _, p := range cp.peers {
 		if p.started < cp.started || (p.started == cp.started && p.id < cp.self) {
 			return false
@@ -405,7 +459,7 @@ func (cp *clusterPresence) isLeader() bool {
 // heard its own heartbeat within the last half TTL: when the broker is
 // down every node falls silent at once, and none of them is gone. Run
 // every TTL/3, it drops a silent node within 4/3 TTL of its last word.
-func (cp *clusterPresence) expire(now time.Time) {
+func (cp *Cluster) expire(now time.Time) {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	if now.Sub(cp.selfHeard) > cp.ttl/2 {

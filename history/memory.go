@@ -1,4 +1,4 @@
-package switchboard
+package history
 
 import (
 	"context"
@@ -8,18 +8,20 @@ import (
 	"time"
 )
 
-// memoryHistory keeps each stream's newest messages in a ring in memory,
-// bounded in count and bytes; a stream whose newest message is older than
-// the TTL is freed, and starts again with a new epoch. It is the History of
-// a single node (the in-memory broker).
-type memoryHistory struct {
+// Memory keeps each stream's newest messages in a ring in memory, bounded
+// in count and bytes; a stream whose newest message is older than the TTL
+// is freed, and starts again with a new epoch. It is the store of a single
+// node: it publishes through the function it is given, which must deliver
+// to this node alone.
+type Memory struct {
 	size, maxBytes int
 	ttl            time.Duration
 	publish        func(ctx context.Context, channel string, payload []byte) error
 	now            func() time.Time
 
-	// mu guards streams. A stream's lock may be held while taking mu; sweep
-	// holds mu and only tries streams' locks, so neither order can block.
+	// mu guards streams. A stream's lock may be held while taking mu;
+	// Sweep holds mu and only tries streams' locks, so neither order can
+	// block.
 	mu      sync.Mutex
 	streams map[string]*memoryStream
 }
@@ -43,16 +45,20 @@ type memoryEntry struct {
 	payload []byte
 }
 
-func newMemoryHistory(o HistoryOptions, publish func(context.Context, string, []byte) error) *memoryHistory {
-	return &memoryHistory{
-		size: o.Size, maxBytes: o.MaxBytes, ttl: o.TTL, publish: publish, now: time.Now,
+// NewMemory returns a store keeping at most size messages and maxBytes of
+// payload per stream, each for ttl, that publishes each appended payload
+// with publish while holding its stream's lock (so one stream's messages
+// are delivered in offset order).
+func NewMemory(size, maxBytes int, ttl time.Duration, publish func(ctx context.Context, channel string, payload []byte) error) *Memory {
+	return &Memory{
+		size: size, maxBytes: maxBytes, ttl: ttl, publish: publish, now: time.Now,
 		streams: map[string]*memoryStream{},
 	}
 }
 
 // stream returns the stream's ring, locked, making it if needed. A ring
-// freed by sweep between the lookup and the lock is looked up again.
-func (m *memoryHistory) stream(name string, create bool) *memoryStream {
+// freed by Sweep between the lookup and the lock is looked up again.
+func (m *Memory) stream(name string, create bool) *memoryStream {
 	for {
 		m.mu.Lock()
 		s := m.streams[name]
@@ -75,18 +81,19 @@ func (m *memoryHistory) stream(name string, create bool) *memoryStream {
 	}
 }
 
-// Append implements History.
-func (m *memoryHistory) Append(ctx context.Context, stream, channel string, head, tail []byte) (uint64, string, error) {
+// Append keeps one message of stream and publishes it on channel: head,
+// the offset in decimal, tail, then the trailer.
+func (m *Memory) Append(ctx context.Context, stream, channel string, head, tail []byte) (uint64, string, error) {
 	s := m.stream(stream, true)
 	defer s.mu.Unlock()
 	now := m.now()
 	s.expire(now.Add(-m.ttl))
 	s.last++
-	payload := make([]byte, 0, len(head)+20+len(tail)+historyTrailerLen)
+	payload := make([]byte, 0, len(head)+20+len(tail)+TrailerLen)
 	payload = append(payload, head...)
 	payload = strconv.AppendUint(payload, s.last, 10)
 	payload = append(payload, tail...)
-	payload = append(payload, HistoryTrailer(s.last, s.epoch)...)
+	payload = AppendTrailer(payload, s.last, s.epoch)
 	s.entries = append(s.entries, memoryEntry{offset: s.last, at: now, payload: payload})
 	s.bytes += len(payload)
 	s.newest = now
@@ -110,8 +117,8 @@ func (s *memoryStream) expire(cutoff time.Time) {
 	s.entries = s.entries[i:]
 }
 
-// Read implements History.
-func (m *memoryHistory) Read(_ context.Context, stream string, since uint64, limit int) (HistoryPage, error) {
+// Read implements Reader.
+func (m *Memory) Read(_ context.Context, stream string, since uint64, limit int) (Page, error) {
 	// Reading makes the stream: a client that joins before the first
 	// message learns the epoch those messages will have.
 	s := m.stream(stream, true)
@@ -119,7 +126,7 @@ func (m *memoryHistory) Read(_ context.Context, stream string, since uint64, lim
 	now := m.now()
 	s.expire(now.Add(-m.ttl))
 	s.newest = now
-	page := HistoryPage{Offset: s.last, Epoch: s.epoch}
+	page := Page{Offset: s.last, Epoch: s.epoch}
 	if len(s.entries) > 0 {
 		page.First = s.entries[0].offset
 	}
@@ -136,9 +143,10 @@ func (m *memoryHistory) Read(_ context.Context, stream string, since uint64, lim
 	return page, nil
 }
 
-// sweep frees the streams whose newest message is older than the TTL, so
-// that a room used once does not hold memory for ever.
-func (m *memoryHistory) sweep(now time.Time) {
+// Sweep frees the streams whose newest message is older than the TTL, so
+// that a room used once does not hold memory for ever. The hub's sweeper
+// calls it every quarter TTL.
+func (m *Memory) Sweep(now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for name, s := range m.streams {
