@@ -25,4 +25,13 @@
 // The wire protocol is documented in docs/protocol.md. Delivery between
 // nodes goes through a Broker; who is online comes from Presence. Both
 // default to single-node, in-memory implementations.
+//
+// The root package is the public API and the core: registry, connection,
+// routing, life cycle and the sweeper. The cluster replica lives in package
+// presence, history stores and cursors in package history, and the socket
+// transports in internal/transport; the root package wires them and they
+// never import it. It must not import a broker, a metrics library, the
+// server or any other third-party module but nbio's HTTP engine (for
+// ConfigureEngine) and golang.org/x/time (internal/layers checks; see
+// docs/design.md).
 package switchboard

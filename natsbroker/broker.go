@@ -12,6 +12,9 @@
 //
 // The broker is also a switchboard.History, on JetStream (see Append): the
 // rooms that keep history need a NATS server with JetStream enabled.
+//
+// It imports the root package (for Broker) and history; it must not import
+// the server, metrics or another broker (internal/layers checks).
 package natsbroker
 
 import (

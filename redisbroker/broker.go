@@ -10,6 +10,9 @@
 // local connections, reconnects with backoff and jitter, and subscribes
 // again to everything it is interested in. Like every switchboard broker it
 // is at-most-once: what is published while Redis is unreachable is lost.
+//
+// It imports the root package (for Broker) and history; it must not import
+// the server, metrics or another broker (internal/layers checks).
 package redisbroker
 
 import (

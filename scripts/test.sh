@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test: vet, the race-detector pass, the pass without -race that
-# covers the nbio transport, the fuzz seed corpora, and the end-to-end tests
-# (npm ws interop, a cut network link). Installs what a fresh machine lacks.
+# Runs every test: vet, staticcheck and govulncheck, the race-detector pass
+# (with the import-direction check of internal/layers), the pass without
+# -race that covers the nbio transport, the fuzz seed corpora, and the
+# end-to-end tests (npm ws interop, a cut network link). Installs what a
+# fresh machine lacks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,6 +47,11 @@ say "gofmt and go vet"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './e2e/node/*'))
 if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted"; exit 1; fi
 go vet ./...
+
+# staticcheck and govulncheck, pinned, with a local copy of the Go
+# vulnerability database (scripts/lint.sh installs and caches both).
+say "staticcheck and govulncheck"
+./scripts/lint.sh
 
 say "go test -race (fuzz seed corpora included)"
 go test -race -count=1 -timeout 15m ./...

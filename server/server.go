@@ -2,6 +2,10 @@
 // authentication, the WebSocket endpoint on nbio's event-driven engine,
 // the backend HTTP API, Prometheus metrics, presence webhooks, health
 // checks and the demo page.
+//
+// It is the outermost layer of the library: it imports the root package,
+// the brokers, metrics and config, and nothing imports it but the command
+// (internal/layers checks).
 package server
 
 import (

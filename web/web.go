@@ -1,4 +1,5 @@
-// Package web embeds the demo page and its small JavaScript client.
+// Package web embeds the demo page and its small JavaScript client. It
+// imports no other package of the project.
 package web
 
 import (

@@ -1,5 +1,8 @@
 // Package brokertest holds the checks every cluster switchboard.Broker
 // must pass, shared by the tests of redisbroker and natsbroker.
+//
+// Only tests import it. It imports the root package and testkit, never a
+// broker client: each broker's tests hand it their own brokers.
 package brokertest
 
 import (

@@ -3,6 +3,9 @@
 // reads and (masked) writes, with no per-connection buffers beyond what a
 // frame needs. It exists so that thousands of connections cost the load
 // generator little, leaving the measured CPU and memory to the server.
+//
+// It is a client, not a part of the server: it must not import any other
+// package of the project (internal/layers checks).
 package loadgen
 
 import (

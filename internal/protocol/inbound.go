@@ -1,5 +1,8 @@
 // Package protocol holds the Switchboard v1 wire format: strict decoding of
 // client frames and allocation-light encoding of server frames.
+//
+// A leaf: it imports no other package of the project and nothing outside
+// the standard library (internal/layers checks).
 package protocol
 
 import (

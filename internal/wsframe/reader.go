@@ -5,6 +5,9 @@
 // the server keeps very many mostly idle connections: an idle Reader must not
 // pin any buffer, and parsing a frame that arrives in one read must not
 // allocate.
+//
+// A leaf: it imports no other package of the project and nothing outside
+// the standard library (internal/layers checks).
 package wsframe
 
 import (

@@ -2,6 +2,9 @@
 // contract: command-line flags, SWITCHBOARD_* environment variables and an
 // optional strict YAML file, merged with the precedence
 // flag > environment > file > default, then validated.
+//
+// It knows settings, not what they drive: it must not import any other
+// package of the project, a broker client or nbio (internal/layers checks).
 package config
 
 import (
