@@ -1,5 +1,8 @@
 // Command switchboard runs a Switchboard node (serve, the default), mints
 // development tokens (token) and measures a running build (bench).
+//
+// It is the top of the import graph: it wires the server and the bench's
+// load generator, and no package imports it.
 package main
 
 import (
