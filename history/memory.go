@@ -145,7 +145,8 @@ func (m *Memory) Read(_ context.Context, stream string, since uint64, limit int)
 
 // Sweep frees the streams whose newest message is older than the TTL, so
 // that a room used once does not hold memory for ever. The hub's sweeper
-// calls it every quarter TTL.
+// calls it with its catch-up check (every 5 s, or a quarter of the TTL
+// when that is shorter).
 func (m *Memory) Sweep(now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

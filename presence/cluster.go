@@ -167,7 +167,9 @@ func NewCluster(cfg Config) *Cluster {
 // cluster-wide transition to changed until Close. changed is called with
 // the replica's lock held, from Join, Leave, Connect and Disconnect (this
 // node's own changes) and from Receive and the replica's goroutine; it
-// must not block or call back into the Cluster.
+// must not call back into the Cluster, and should be short: it may take
+// the caller's own locks (the hub announces to its members under it), but
+// must not wait on anything that waits on the Cluster.
 func (cp *Cluster) Start(ctx context.Context, changed func(Change)) error {
 	cp.changed = changed
 	ctx, cp.cancel = context.WithCancel(ctx)
