@@ -91,7 +91,7 @@ const (
 	kindBroadcast   byte = 'b' // frame to every connection
 	kindKick        byte = 'k' // close the user's connections with 4003
 	kindPresence    byte = 'p' // a node's presence news, on channelPresence
-	kindKept        byte = 'h' // a kept message: target is its stream, the frame ends with HistoryTrailer
+	kindKept        byte = 'h' // a kept message: target is its stream, the frame ends with history.Trailer
 )
 
 // envelope is what travels through the broker: a small binary header and

@@ -10,10 +10,10 @@ import (
 // never panics, and what opens is consistent with its trailer.
 func FuzzKeptBody(f *testing.F) {
 	env := envelope{kind: kindKept, origin: "c1", target: "r:room", frame: []byte(`{"type":"message","offset":`)}
-	good := append(env.marshal(), append([]byte(`7,"ts":1}`), HistoryTrailer(7, "0123456789abcdef")...)...)
+	good := append(env.marshal(), append([]byte(`7,"ts":1}`), history.Trailer(7, "0123456789abcdef")...)...)
 	f.Add(good)
 	f.Add([]byte{1, 'h', 0, 0})
-	f.Add(HistoryTrailer(1, "x"))
+	f.Add(history.Trailer(1, "x"))
 	f.Fuzz(func(t *testing.T, p []byte) {
 		body, offset, epoch, err := keptBody(p)
 		if err != nil {

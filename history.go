@@ -21,7 +21,7 @@ type History interface {
 	// Append stores one message of stream and publishes it on the broker
 	// channel in one step, so that no node ever sees a message live that
 	// history does not have. What is published, and kept, is head, the
-	// offset in decimal, tail, then HistoryTrailer(offset, epoch).
+	// offset in decimal, tail, then history.Trailer(offset, epoch).
 	Append(ctx context.Context, stream, channel string, head, tail []byte) (offset uint64, epoch string, err error)
 	// Read returns up to limit kept payloads of stream with an offset above
 	// since, oldest first. limit 0 asks for the stream's state only. A
@@ -116,13 +116,6 @@ func (h *Hub) joinStream(room string) string {
 	}
 	return h.roomStream(room)
 }
-
-// HistoryTrailer is what ends a history payload: offset as 20 decimal
-// digits, zero-padded, then the 16-character epoch (history.Trailer).
-func HistoryTrailer(offset uint64, epoch string) []byte { return history.Trailer(offset, epoch) }
-
-// NewEpoch returns a fresh random epoch of the length trailers carry.
-func NewEpoch() string { return history.NewEpoch() }
 
 // keptBody opens a kept payload as published (an envelope whose frame ends
 // with the trailer): the message frame, its offset and epoch.

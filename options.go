@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/switchboardhq/switchboard/presence"
 )
 
 // Limits bound what one connection, one user and the whole hub may use.
@@ -79,7 +81,7 @@ const (
 	DefaultPongTimeout           = 10 * time.Second
 	DefaultShutdownTimeout       = 10 * time.Second
 	DefaultPresenceBatchSize     = 100
-	DefaultPresenceTTL           = 30 * time.Second
+	DefaultPresenceTTL           = presence.DefaultTTL
 	DefaultPresenceBatchInterval = time.Second
 	// Subprotocol is offered back to clients that ask for it.
 	Subprotocol = "switchboard.v1"

@@ -30,6 +30,16 @@ func (s *fakeSink) Reserve(n int) bool {
 
 func msg(offset int) []byte { return []byte("m" + strconv.Itoa(offset)) }
 
+// joined is a connection that joined stream "st" at offset in epoch "e"
+// (ownID set: with echo off).
+func joined(offset uint64, ownID string) (*fakeSink, Cursors, *Cursor) {
+	s := &fakeSink{}
+	var cs Cursors
+	cur := cs.Hold("st")
+	cur.Joined(s, &Page{Offset: offset, Epoch: "e"}, false, ownID)
+	return s, cs, cur
+}
+
 func deliver(cs Cursors, s *fakeSink, epoch string, offsets ...int) {
 	for _, o := range offsets {
 		cs.Deliver(s, "st", epoch, uint64(o), msg(o))
@@ -58,10 +68,7 @@ func TestCursorHoldsLiveMessagesDuringAJoin(t *testing.T) {
 // A message past a gap is held while the gap is filled; the filled
 // messages come first, then what was held; a later epoch starts afresh.
 func TestCursorFillsAGap(t *testing.T) {
-	s := &fakeSink{}
-	var cs Cursors
-	cur := cs.Hold("st")
-	cur.Joined(s, &Page{Offset: 1, Epoch: "e"}, false, "")
+	s, cs, cur := joined(1, "")
 	deliver(cs, s, "e", 2, 2, 5, 6)
 	if !slices.Equal(s.queued, []string{"m2"}) || len(s.fills) != 1 || !cur.Waiting() {
 		t.Fatalf("before the fill: queued %v, fills %d, waiting %v", s.queued, len(s.fills), cur.Waiting())
@@ -79,10 +86,7 @@ func TestCursorFillsAGap(t *testing.T) {
 // A gap the store no longer covers is given up and counted; own messages
 // with echo off advance the cursor without being delivered.
 func TestCursorGivesUpLostGapsAndSkipsOwnMessages(t *testing.T) {
-	s := &fakeSink{}
-	var cs Cursors
-	cur := cs.Hold("st")
-	cur.Joined(s, &Page{Offset: 0, Epoch: "e"}, false, "me")
+	s, cs, cur := joined(0, "me")
 	cs.Skip(s, "st", "e", 1)
 	deliver(cs, s, "e", 2, 4)
 	if len(s.fills) != 1 {
@@ -119,10 +123,7 @@ func TestCursorHeldBytesAreBounded(t *testing.T) {
 // The periodic check fills a cursor behind the stream, and leaves alone
 // one that is up to date, waiting, or in another epoch.
 func TestCursorCatchUp(t *testing.T) {
-	s := &fakeSink{}
-	var cs Cursors
-	cur := cs.Hold("st")
-	cur.Joined(s, &Page{Offset: 3, Epoch: "e"}, false, "")
+	s, cs, cur := joined(3, "")
 	cur.CatchUp(s, Page{Offset: 3, Epoch: "e"})
 	cur.CatchUp(s, Page{Offset: 9, Epoch: "other"})
 	if len(s.fills) != 0 {

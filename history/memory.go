@@ -93,7 +93,7 @@ func (m *Memory) Append(ctx context.Context, stream, channel string, head, tail 
 	payload = append(payload, head...)
 	payload = strconv.AppendUint(payload, s.last, 10)
 	payload = append(payload, tail...)
-	payload = AppendTrailer(payload, s.last, s.epoch)
+	payload = appendTrailer(payload, s.last, s.epoch)
 	s.entries = append(s.entries, memoryEntry{offset: s.last, at: now, payload: payload})
 	s.bytes += len(payload)
 	s.newest = now

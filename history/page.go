@@ -41,11 +41,11 @@ const (
 // Trailer is what ends a kept payload: offset as 20 decimal digits,
 // zero-padded, then the 16-character epoch.
 func Trailer(offset uint64, epoch string) []byte {
-	return AppendTrailer(make([]byte, 0, TrailerLen), offset, epoch)
+	return appendTrailer(make([]byte, 0, TrailerLen), offset, epoch)
 }
 
-// AppendTrailer appends the trailer of offset and epoch to dst.
-func AppendTrailer(dst []byte, offset uint64, epoch string) []byte {
+// appendTrailer appends the trailer of offset and epoch to dst.
+func appendTrailer(dst []byte, offset uint64, epoch string) []byte {
 	var digits [OffsetLen]byte
 	d := strconv.AppendUint(digits[:0], offset, 10)
 	for range OffsetLen - len(d) {
