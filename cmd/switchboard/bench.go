@@ -27,8 +27,10 @@ binary pinned to --client-cpu, measures, prints a table (or --json) on stdout
 and progress on stderr, and kills every process it started when it ends.
 
 idle    server RSS per idle connection and server CPU with heartbeats on
-fanout  one publisher, --subs subscribers in one room: delivery latency
+fanout  --subs subscribers in one room and a publisher: delivery latency
         (--rate R publishes/s) or throughput and server CPU per delivery (--rate 0);
+        the publisher posts to /api/publish from --publishers keep-alive HTTP
+        clients, as a backend does (--publish-via=ws: frames on a WebSocket);
         with --nodes N --broker redis|nats across N nodes of one fresh cluster:
         subscribers spread evenly, the publisher on node 0, CPU of all nodes
 
@@ -108,6 +110,8 @@ func bench(args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&f.broker, "broker", config.BrokerMemory, `broker between the nodes: "memory" (one node only), "redis" or "nats"`)
 		fs.StringVar(&f.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis address (with --broker=redis)")
 		fs.StringVar(&f.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS address (with --broker=nats)")
+		fs.StringVar(&f.via, "publish-via", loadgen.ViaAPI, `publish path: "api" (POST /api/publish, as a backend does) or "ws" (publish frames on the publisher's WebSocket)`)
+		fs.IntVar(&f.publishers, "publishers", 4, "concurrent keep-alive HTTP publishers (with --publish-via=api)")
 		run = func(ctx context.Context, s *session) (*results, error) { return runFanout(ctx, s, f) }
 	case "-h", "--help", "help":
 		fs.Usage()
@@ -162,6 +166,9 @@ func benchClient(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&c.Messages, "messages", 0, "messages to publish")
 	fs.IntVar(&c.Size, "size", 100, "bytes of data per message")
 	fs.Float64Var(&c.Rate, "rate", 0, "publishes per second (0: as fast as possible)")
+	fs.StringVar(&c.PublishVia, "publish-via", loadgen.ViaAPI, "publish path: api or ws")
+	fs.IntVar(&c.Publishers, "publishers", 4, "concurrent HTTP publishers (api)")
+	fs.StringVar(&c.APIKey, "api-key", "", "the server's API key (api)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

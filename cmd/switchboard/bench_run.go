@@ -94,13 +94,47 @@ type fanoutOpts struct {
 	nodes                int
 	broker               string // config.BrokerMemory, BrokerRedis or BrokerNATS
 	redisURL, natsURL    string
+	via                  string // loadgen.ViaAPI or ViaWS
+	publishers           int    // concurrent HTTP publishers (ViaAPI)
+}
+
+// benchAPIKey is the API key of the bench's own servers, which listen on
+// loopback only for the length of the run.
+const benchAPIKey = "switchboard-bench"
+
+// publisherArgs are the load-client flags of the publisher process.
+func (f fanoutOpts) publisherArgs() []string {
+	a := []string{"--publish", "--user-prefix", "pub", "--messages", strconv.Itoa(f.messages),
+		"--size", strconv.Itoa(f.size), "--rate", strconv.FormatFloat(f.rate, 'g', -1, 64),
+		"--publish-via", f.via}
+	if f.via == loadgen.ViaAPI {
+		a = append(a, "--publishers", strconv.Itoa(f.publishers), "--api-key", benchAPIKey)
+	}
+	return a
+}
+
+// pathText says which publish path a run took.
+func (f fanoutOpts) pathText() string {
+	if f.via == loadgen.ViaAPI {
+		return fmt.Sprintf("POST /api/publish from %d keep-alive HTTP clients", f.publishers)
+	}
+	return "publish frames on one WebSocket"
+}
+
+func (f fanoutOpts) check() error {
+	switch {
+	case f.subs <= 0 || f.messages <= 0:
+		return fmt.Errorf("--subs and --messages must be positive")
+	case f.via != loadgen.ViaAPI && f.via != loadgen.ViaWS:
+		return fmt.Errorf("--publish-via must be %q or %q, not %q", loadgen.ViaAPI, loadgen.ViaWS, f.via)
+	case f.via == loadgen.ViaAPI && f.publishers <= 0:
+		return fmt.Errorf("--publishers must be positive")
+	}
+	return f.checkCluster()
 }
 
 func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) {
-	if f.subs <= 0 || f.messages <= 0 {
-		return nil, fmt.Errorf("--subs and --messages must be positive")
-	}
-	if err := f.checkCluster(); err != nil {
+	if err := f.check(); err != nil {
 		return nil, err
 	}
 	brokerFlags, err := f.brokerFlags()
@@ -109,6 +143,9 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 	}
 	// Every node gets the limits a single node holding everyone would need.
 	serverFlags := append(s.serverFlagsFor(f.subs+1), brokerFlags...)
+	if f.via == loadgen.ViaAPI {
+		serverFlags = append(serverFlags, "--api-key="+benchAPIKey)
+	}
 	if err := s.startServers(ctx, f.nodes, f.readyPath(), serverFlags...); err != nil {
 		return nil, err
 	}
@@ -125,8 +162,7 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 		return nil, err
 	}
 	s.opts.users = 0 // the publisher is a user of its own
-	pubs, err := s.spawn(1, "--publish", "--user-prefix", "pub", "--messages", strconv.Itoa(f.messages),
-		"--size", strconv.Itoa(f.size), "--rate", strconv.FormatFloat(f.rate, 'g', -1, 64))
+	pubs, err := s.spawn(1, f.publisherArgs()...)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +174,9 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 		for k := range want {
 			want[k] = nodeShare(f.subs, f.nodes, k)
 		}
-		want[0]++ // the publisher
+		if f.via == loadgen.ViaWS {
+			want[0]++ // the publisher's connection
+		}
 		if err := s.waitNodeConns(ctx, want); err != nil {
 			return nil, err
 		}
@@ -156,7 +194,7 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 	if err := pub.send("go"); err != nil {
 		return nil, err
 	}
-	s.logf("publishing %d messages of ~%d B at %s to %d subscribers", f.messages, f.size, rateText(f.rate), f.subs)
+	s.logf("publishing %d messages of ~%d B at %s to %d subscribers: %s", f.messages, f.size, rateText(f.rate), f.subs, f.pathText())
 	var published *loadgen.Status
 	lastMsgs, lastChange := int64(-1), time.Now()
 	runErr := s.poll(ctx, "deliver", func(t loadgen.Status) (bool, string, error) {
@@ -224,6 +262,7 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 	r.add("messages", "messages published", published.Published, "")
 	r.add("size", "data size", f.size, "B")
 	r.add("rate", "publish rate", rateText(f.rate), "")
+	r.add("publish_via", "publish path", f.pathText(), "")
 	r.add("publish_s", "publishing time", round(float64(published.PubEnd-published.PubStart)/1e9, 3), "s")
 	r.add("expected", "deliveries expected", expected, "")
 	r.add("received", "deliveries received", got, "")

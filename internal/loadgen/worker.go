@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"strconv"
 	"sync"
@@ -35,6 +36,12 @@ type Config struct {
 	Messages int
 	Size     int     // approximate bytes of data per message
 	Rate     float64 // publishes per second; 0 = as fast as possible
+	// PublishVia is ViaAPI (the default) or ViaWS. Through the API the
+	// publisher holds no WebSocket connection (Conns is ignored) and counts
+	// as joined once its HTTP connections are open.
+	PublishVia string
+	Publishers int    // concurrent keep-alive HTTP publishers (ViaAPI; default 4)
+	APIKey     string // the server's API key (ViaAPI)
 }
 
 // Status is one line a worker writes to its stdout, as JSON.
@@ -97,6 +104,16 @@ func RunWorker(ctx context.Context, cfg Config, in io.Reader, out io.Writer) err
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Minute
 	}
+	if cfg.PublishVia == "" {
+		cfg.PublishVia = ViaAPI
+	}
+	if cfg.Publishers <= 0 {
+		cfg.Publishers = 4
+	}
+	viaAPI := cfg.Publish && cfg.PublishVia == ViaAPI
+	if viaAPI {
+		cfg.Conns = 0
+	}
 	w := &worker{cfg: cfg, out: json.NewEncoder(out), closeCodes: map[string]int64{}}
 	w.conns = make([]*Conn, cfg.Conns)
 	w.perConn = make([]atomic.Int64, cfg.Conns)
@@ -116,7 +133,23 @@ func RunWorker(ctx context.Context, cfg Config, in io.Reader, out io.Writer) err
 			}
 		}
 	}()
-	go w.connectAll(ctx)
+	var api *http.Client
+	if viaAPI {
+		api = w.apiClient(cfg.Publishers)
+		defer api.CloseIdleConnections()
+		go func() {
+			if err := w.warmAPI(ctx, api); err != nil {
+				w.failed.Add(1)
+				w.fail(err)
+				return
+			}
+			w.dialed.Add(1)
+			w.welcomed.Add(1)
+			w.joined.Add(1)
+		}()
+	} else {
+		go w.connectAll(ctx)
+	}
 
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -134,6 +167,14 @@ func RunWorker(ctx context.Context, cfg Config, in io.Reader, out io.Writer) err
 			case "report":
 				w.emit(w.report())
 			case "go":
+				if viaAPI {
+					if w.joined.Load() == 0 {
+						w.fail(errors.New("go: publisher connections not open"))
+						continue
+					}
+					go w.publishAPI(ctx, api)
+					continue
+				}
 				if w.pub == nil {
 					w.fail(errors.New("go: publisher not joined"))
 					continue
