@@ -53,6 +53,9 @@ type benchOpts struct {
 	serverCPU   string
 	clientCPU   string
 	serverFlags listFlag
+	target      string
+	rounds      int
+	scaling     bool
 }
 
 type listFlag []string
@@ -70,6 +73,9 @@ func (o *benchOpts) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.room, "room", "bench", "room the connections join")
 	fs.StringVar(&o.serverCPU, "server-cpu", "0", "taskset CPU list for the server (empty: no pinning)")
 	fs.StringVar(&o.clientCPU, "client-cpu", "1", "taskset CPU list for the load clients (empty: no pinning)")
+	fs.StringVar(&o.target, "target", targetServer, `what to measure: "switchboard", "floor" (a bare nbio broadcast loop with no registry, rooms, auth or heartbeats: the machine's lower bound) or "both" (floor, then switchboard, in each round, with their ratio)`)
+	fs.IntVar(&o.rounds, "rounds", 1, "rounds of the runs; with several runs or rounds the table shows medians")
+	fs.BoolVar(&o.scaling, "scaling", false, "run the server on 1 core (--server-cpu=0), then on 2 (--server-cpu=0,1, clients unpinned) and report the ratio")
 	fs.Var(&o.serverFlags, "server-flag", "flag passed to the server (repeatable), e.g. --server-flag=--ping-interval=10s")
 }
 
@@ -79,8 +85,11 @@ func bench(args []string, stdout, stderr io.Writer) error {
 		return errors.New("bench: idle or fanout?")
 	}
 	mode, args := args[0], args[1:]
-	if mode == "client" { // hidden: a load-client process started by the bench
+	switch mode { // hidden: processes started by the bench
+	case "client":
 		return benchClient(args, stdout, stderr)
+	case "floor-serve":
+		return floorServe(args, stderr)
 	}
 	fs := flag.NewFlagSet("bench "+mode, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -134,7 +143,24 @@ func bench(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	s := &session{opts: o, exe: exe, locals: locals, stderr: stderr}
+	runs, err := o.plan()
+	if err != nil {
+		return err
+	}
+	if len(runs) > 1 || o.rounds > 1 {
+		c, err := runPlan(ctx, o, runs, func() *session {
+			return &session{opts: o, exe: exe, locals: locals, stderr: stderr}
+		}, run)
+		c.command = shellJoin(os.Args)
+		if len(c.rounds[c.labels[0]]) == 0 {
+			return err
+		}
+		if perr := c.print(stdout, o.jsonOut); perr != nil && err == nil {
+			err = perr
+		}
+		return err
+	}
+	s := &session{opts: o, exe: exe, locals: locals, stderr: stderr, target: runs[0].target}
 	defer s.close()
 	res, err := run(ctx, s)
 	if res != nil {

@@ -22,6 +22,9 @@ type session struct {
 	serverCmds []string
 	workers    []*worker
 	nextConn   int
+	// target is what the run measures: targetServer, or targetFloor (the
+	// bare broadcast loop of internal/floor, run as "bench floor-serve").
+	target string
 }
 
 func (s *session) logf(format string, args ...any) {
@@ -42,6 +45,9 @@ func (s *session) startServers(ctx context.Context, n int, readyPath string, ext
 		args := []string{"serve", "--addr", addr, "--log-level", "warn"}
 		args = append(args, extra...)
 		args = append(args, s.opts.serverFlags...)
+		if s.target == targetFloor { // the floor has no options
+			args = []string{"bench", "floor-serve", "--addr", addr}
+		}
 		name := "server"
 		if n > 1 {
 			name = "server" + strconv.Itoa(k)

@@ -44,12 +44,13 @@ var rules = map[string]rule{
 	"natsbroker":          {project: []string{"", "history"}, forbidden: []string{"github.com/redis/", "github.com/prometheus/"}},
 	"internal/brokertest": {project: []string{"", "internal/testkit"}, forbidden: edges},
 	"internal/loadgen":    {forbidden: leaves},
+	"internal/floor":      {forbidden: edges},
 	"web":                 {forbidden: leaves},
 	"server/config":       {forbidden: append([]string{"github.com/lesismal/"}, brokers...)},
 	"server": {
 		project: []string{"", "internal/protocol", "natsbroker", "redisbroker", "server/config", "web"},
 	},
-	"cmd/switchboard": {project: []string{"internal/loadgen", "server", "server/config"}},
+	"cmd/switchboard": {project: []string{"internal/floor", "internal/loadgen", "server", "server/config"}},
 	"e2e":             {},
 }
 
