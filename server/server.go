@@ -191,7 +191,12 @@ func (s *Server) Addr() net.Addr {
 // take what is queued for them. started, if not nil, is called with the
 // bound address once the node accepts connections.
 func (s *Server) Run(ctx context.Context, started func(net.Addr)) error {
-	ln, err := net.Listen("tcp", s.cfg.Addr)
+	// No TCP keepalive on accepted connections: WebSocket liveness is the
+	// hub's ping/pong with its known bound, and an idle API connection is
+	// closed by the engine's keepalive time. Go would otherwise make four
+	// setsockopt calls per accepted connection.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp", s.cfg.Addr)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return fmt.Errorf("listen on %s: %w (another server is using the port: stop it, or pick another, e.g. --addr=127.0.0.1:0)", s.cfg.Addr, err)

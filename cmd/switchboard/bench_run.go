@@ -277,6 +277,9 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 	if f.nodes > 1 {
 		r.add("server_cpu_per_node_ms", "  of which node 0/1/...", cpuPerNode, "ms")
 	}
+	if dur > 0 {
+		r.add("server_cores_used", "server cores busy, on average", round(float64(cpu)/float64(dur), 2), "")
+	}
 	if got > 0 {
 		r.add("server_cpu_us_per_delivery", "server CPU per delivery", round(float64(cpu)/float64(time.Microsecond)/float64(got), 3), "us")
 	}
