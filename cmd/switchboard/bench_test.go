@@ -72,6 +72,57 @@ func TestBenchSmoke(t *testing.T) {
 		}
 	})
 
+	t.Run("fanout path", func(t *testing.T) {
+		// The default path is the backend API; ws is the other one.
+		for _, c := range []struct {
+			args []string
+			path string
+		}{
+			{nil, "POST /api/publish from 4 keep-alive HTTP clients"},
+			{[]string{"--publish-via", "ws"}, "publish frames on one WebSocket"},
+		} {
+			out := runBench(append([]string{"fanout", "--subs", "30", "--messages", "10", "--rate", "0", "--timeout", "20s", "--json"}, c.args...)...)
+			var res map[string]any
+			if err := json.Unmarshal([]byte(out), &res); err != nil {
+				t.Fatalf("not JSON: %v\n%s", err, out)
+			}
+			if res["publish_via"] != c.path || res["received"] != float64(300) || res["lost"] != float64(0) {
+				t.Errorf("%v: want path %q, 300 received, 0 lost:\n%s", c.args, c.path, out)
+			}
+		}
+	})
+
+	t.Run("fanout against the floor", func(t *testing.T) {
+		out := runBench("fanout", "--target", "both", "--subs", "30", "--messages", "10", "--rate", "0", "--timeout", "20s", "--json")
+		var res struct {
+			Order   []string                  `json:"order"`
+			Runs    map[string]map[string]any `json:"runs"`
+			Ratio   map[string]float64        `json:"ratio"`
+			RatioOf string                    `json:"ratio_of"`
+			Cmds    []string                  `json:"server_commands"`
+		}
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatalf("not JSON: %v\n%s", err, out)
+		}
+		if strings.Join(res.Order, ",") != "floor,switchboard" || res.RatioOf != "switchboard / floor" {
+			t.Errorf("order %v, ratio of %q:\n%s", res.Order, res.RatioOf, out)
+		}
+		for _, l := range []string{"floor", "switchboard"} {
+			if res.Runs[l]["received"] != float64(300) || res.Runs[l]["lost"] != float64(0) {
+				t.Errorf("%s: want 300 received, 0 lost:\n%s", l, out)
+			}
+		}
+		if res.Ratio["received"] != 1 {
+			t.Errorf("ratio of received = %v, want 1:\n%s", res.Ratio["received"], out)
+		}
+		if _, ok := res.Ratio["server_cpu_us_per_delivery"]; !ok {
+			t.Errorf("no CPU ratio:\n%s", out)
+		}
+		if len(res.Cmds) != 2 || !strings.Contains(res.Cmds[0], "bench floor-serve") || !strings.Contains(res.Cmds[1], " serve ") {
+			t.Errorf("server commands %q: want the floor, then the server", res.Cmds)
+		}
+	})
+
 	for _, b := range []struct{ broker, addr string }{{"redis", "127.0.0.1:6379"}, {"nats", "127.0.0.1:4222"}} {
 		t.Run("fanout on "+b.broker, func(t *testing.T) {
 			if c, err := net.DialTimeout("tcp", b.addr, time.Second); err != nil {
@@ -128,6 +179,10 @@ func TestBenchFanoutClusterFlags(t *testing.T) {
 		{"--nodes", "3", "--broker", "memory"},
 		{"--nodes", "0", "--broker", "redis"},
 		{"--broker", "kafka"},
+		{"--publish-via", "carrier-pigeon"},
+		{"--publishers", "0"},
+		{"--target", "elsewhere"},
+		{"--scaling", "--target", "floor"},
 	} {
 		err := bench(append([]string{"fanout"}, args...), io.Discard, io.Discard)
 		if err == nil {
