@@ -38,7 +38,7 @@ func (l *lockedBuffer) String() string {
 
 // testServer builds a node from flags (on loopback, --auth=none, node
 // test-node) without running it, and closes it when the test ends.
-func testServer(t *testing.T, args ...string) (*Server, *lockedBuffer) {
+func testServer(t testing.TB, args ...string) (*Server, *lockedBuffer) {
 	t.Helper()
 	cfg, err := config.Load(append([]string{"--addr=127.0.0.1:0", "--node-id=test-node"}, args...),
 		func(string) (string, bool) { return "", false }, io.Discard)

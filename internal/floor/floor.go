@@ -68,7 +68,7 @@ type Server struct {
 	eng   *nbhttp.Engine
 	// pending holds connections with frames to write, each at most once.
 	pending chan *conn
-	up    *websocket.Upgrader
+	up      *websocket.Upgrader
 }
 
 // Listen starts a floor on ln.
