@@ -90,7 +90,12 @@ func (n *Notifier) Stop() {
 	n.stopped = true
 	n.mu.Unlock()
 	if !already {
-		n.wake <- struct{}{}
+		// Never block: a full buffer means a wake-up is pending already,
+		// or run has seen stopped and returned; either way done closes.
+		select {
+		case n.wake <- struct{}{}:
+		default:
+		}
 	}
 	<-n.done
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Events reach the callback in order, a panic in it is counted and does
@@ -52,5 +53,49 @@ func TestDiffsSnapshotAndTake(t *testing.T) {
 	}
 	if d.AddIfPending("r", "x", true) {
 		t.Fatal("a change was added to a diff already taken")
+	}
+}
+
+// TestNotifierStopWithWakePending stops a notifier while an Add's
+// wake-up is pending and the runner is busy. Stop used to block for ever:
+// the runner saw the stop, returned, and never took the wake-up that kept
+// Stop's own from fitting.
+func TestNotifierStopWithWakePending(t *testing.T) {
+	gate := make(chan struct{})
+	first := make(chan struct{})
+	var n Notifier
+	calls := 0
+	n.Start(func(Event) {
+		if calls++; calls == 1 {
+			close(first)
+			<-gate // the runner is busy while the test sets things up
+		}
+	}, slog.New(slog.DiscardHandler), nil)
+	n.Add(Event{Kind: "join", User: "a"})
+	<-first
+	n.Add(Event{Kind: "join", User: "b"}) // its wake-up fills the buffer
+	stopped := make(chan struct{})
+	go func() { n.Stop(); close(stopped) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for { // wait, with a deadline, until Stop has marked the notifier
+		n.mu.Lock()
+		s := n.stopped
+		n.mu.Unlock()
+		if s {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Stop never marked the notifier stopped")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(gate)
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not return")
+	}
+	if calls != 2 {
+		t.Errorf("callback ran %d times, want 2 (Stop delivers what is queued)", calls)
 	}
 }
