@@ -3,6 +3,7 @@ package presence
 import (
 	"io"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -87,7 +88,7 @@ func TestNotifierStopWithWakePending(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("Stop never marked the notifier stopped")
 		}
-		time.Sleep(time.Millisecond)
+		runtime.Gosched()
 	}
 	close(gate)
 	select {

@@ -3,13 +3,14 @@ package redisbroker
 import (
 	"context"
 	"errors"
-	"github.com/redis/go-redis/v9"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/switchboardhq/switchboard"
@@ -149,8 +150,15 @@ func BenchmarkPublish(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	for range b.N {
-		for pub.Publish(ctx, "room:bench", payload) != nil {
-			time.Sleep(50 * time.Microsecond) // queue full
+		for {
+			err := pub.Publish(ctx, "room:bench", payload)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, ErrQueueFull) {
+				b.Fatal(err)
+			}
+			runtime.Gosched() // let the sender drain the queue
 		}
 	}
 	received()

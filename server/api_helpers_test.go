@@ -59,7 +59,7 @@ func testServer(t testing.TB, args ...string) (*Server, *lockedBuffer) {
 }
 
 // call sends one request to h; hdr is name, value pairs.
-func call(t *testing.T, h http.Handler, method, path, key, body string, hdr ...string) *httptest.ResponseRecorder {
+func call(t testing.TB, h http.Handler, method, path, key, body string, hdr ...string) *httptest.ResponseRecorder {
 	t.Helper()
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
 	if body != "" {

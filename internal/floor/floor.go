@@ -39,8 +39,9 @@ func (c *conn) flush() {
 	c.mu.Unlock()
 }
 
-// flusher writes queued connections, yielding now and then so that
-// publishes arriving meanwhile join the buffers still waiting.
+// flusher writes queued connections, yielding every 32 writes as the
+// server's writers do, so that publishes arriving meanwhile join the
+// buffers still waiting.
 func (s *Server) flusher() {
 	n := 0
 	for c := range s.pending {
@@ -56,7 +57,7 @@ type conn struct {
 	ws     *websocket.Conn
 	mu     sync.Mutex
 	buf    []byte // frames not yet handed to the socket
-	queued bool   // some publisher's flush list holds this conn
+	queued bool   // pending holds this conn
 }
 
 // Server is a running floor. It is safe for concurrent use.
@@ -87,11 +88,8 @@ func Listen(ln net.Listener) (*Server, error) {
 	s.up.OnClose(s.gone)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
-		c, err := s.up.Upgrade(w, r, nil)
-		if err != nil {
-			return // the upgrader has answered
-		}
-		_ = c // the upgrader's OnOpen registered it
+		// OnOpen registers the connection; on failure the upgrader answers.
+		_, _ = s.up.Upgrade(w, r, nil)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, `{"status":"ok"}`) })
 	mux.HandleFunc("GET /api/stats", s.stats)
@@ -108,8 +106,13 @@ func Listen(ln net.Listener) (*Server, error) {
 	return s, nil
 }
 
-// Shutdown stops the engine and closes every connection.
-func (s *Server) Shutdown(ctx context.Context) error { return s.eng.Shutdown(ctx) }
+// Shutdown stops the engine, closes every connection and then the
+// flushers (no publish runs once the engine has stopped).
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.eng.Shutdown(ctx)
+	close(s.pending)
+	return err
+}
 
 func (s *Server) open(c *websocket.Conn) {
 	s.mu.Lock()

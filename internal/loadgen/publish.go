@@ -14,7 +14,7 @@ func (w *worker) publish(ctx context.Context) {
 	w.mu.Lock()
 	c := w.pub
 	w.mu.Unlock()
-	prefix := `{"type":"publish","room":` + strconv.Quote(w.cfg.Room) + `,"data":{` + sendKey
+	prefix := `{"type":"publish","room":` + strconv.Quote(w.cfg.Room) + `,"data":`
 	var buf []byte
 	var interval time.Duration
 	if w.cfg.Rate > 0 {
@@ -30,14 +30,7 @@ func (w *worker) publish(ctx context.Context) {
 		if interval > 0 {
 			time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
 		}
-		now := time.Now().UnixNano()
-		buf = append(buf[:0], prefix...)
-		buf = strconv.AppendInt(buf, now, 10)
-		buf = append(buf, `,"seq":`...)
-		buf = strconv.AppendInt(buf, int64(i), 10)
-		buf = append(buf, `,"pad":"`...)
-		buf = append(buf, pad...)
-		buf = append(buf, `"}}`...)
+		buf = append(appendData(append(buf[:0], prefix...), int64(i), pad), '}')
 		if err := c.WriteText(buf); err != nil {
 			w.fail(fmt.Errorf("publish %d: %w", i, err))
 			break
@@ -49,6 +42,18 @@ func (w *worker) publish(ctx context.Context) {
 	s.PubStart = start.UnixNano()
 	s.PubEnd = time.Now().UnixNano()
 	w.emit(s)
+}
+
+// appendData appends the data object of message seq: its send time (now),
+// its sequence number and pad.
+func appendData(buf []byte, seq int64, pad string) []byte {
+	buf = append(buf, `{`+sendKey...)
+	buf = strconv.AppendInt(buf, time.Now().UnixNano(), 10)
+	buf = append(buf, `,"seq":`...)
+	buf = strconv.AppendInt(buf, seq, 10)
+	buf = append(buf, `,"pad":"`...)
+	buf = append(buf, pad...)
+	return append(buf, `"}`...)
 }
 
 // padding returns filler so that the data object, with its send time

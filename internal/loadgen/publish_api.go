@@ -43,7 +43,7 @@ func (w *worker) apiClient(n int) *http.Client {
 // measured run, with one authenticated GET /api/stats each, so that the
 // run measures publishing and not TCP set-up.
 func (w *worker) warmAPI(ctx context.Context, cl *http.Client) error {
-	n := max(1, w.cfg.Publishers)
+	n := w.cfg.Publishers
 	errs := make(chan error, n)
 	var start sync.WaitGroup
 	start.Add(n)
@@ -95,7 +95,7 @@ func (w *worker) apiCall(ctx context.Context, cl *http.Client, method, path stri
 // each waiting for its answer before the next request, paced together at
 // cfg.Rate per second (0: back to back). Then it writes a "published" line.
 func (w *worker) publishAPI(ctx context.Context, cl *http.Client) {
-	prefix := `{"room":` + strconv.Quote(w.cfg.Room) + `,"data":{` + sendKey
+	prefix := `{"room":` + strconv.Quote(w.cfg.Room) + `,"data":`
 	pad := padding(w.cfg.Size)
 	var interval time.Duration
 	if w.cfg.Rate > 0 {
@@ -104,7 +104,7 @@ func (w *worker) publishAPI(ctx context.Context, cl *http.Client) {
 	var next, sent atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
-	for range max(1, w.cfg.Publishers) {
+	for range w.cfg.Publishers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -117,13 +117,7 @@ func (w *worker) publishAPI(ctx context.Context, cl *http.Client) {
 				if interval > 0 {
 					time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
 				}
-				buf = append(buf[:0], prefix...)
-				buf = strconv.AppendInt(buf, time.Now().UnixNano(), 10)
-				buf = append(buf, `,"seq":`...)
-				buf = strconv.AppendInt(buf, i, 10)
-				buf = append(buf, `,"pad":"`...)
-				buf = append(buf, pad...)
-				buf = append(buf, `"}}`...)
+				buf = append(appendData(append(buf[:0], prefix...), i, pad), '}')
 				if err := w.apiCall(ctx, cl, http.MethodPost, "/api/publish", buf); err != nil {
 					w.fail(fmt.Errorf("publish %d: %w", i, err))
 					w.errs.Add(1)

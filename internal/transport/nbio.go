@@ -137,8 +137,8 @@ func (p *WriterPool) run() {
 				// busy core the writers drain a whole broadcast before the
 				// next publish is even read; with it, publishes that arrive
 				// during a fan-out join the queues still waiting, and leave
-				// in the same write (3x fewer CPU per delivery at 2,000
-				// subscribers; docs/performance.md).
+				// in the same write (a fifth of the CPU per delivery at
+				// 2,000 subscribers; docs/performance.md).
 				runtime.Gosched()
 			}
 		case <-p.stop:
