@@ -151,8 +151,7 @@ func (h *Hub) NodeID() string { return h.opts.NodeID }
 
 // Count returns the number of open connections on this node.
 func (h *Hub) Count() int {
-	n, _, _ := h.reg.counts()
-	return n
+	return h.reg.connCount()
 }
 
 // Stats are this node's counts.

@@ -3,6 +3,7 @@ package switchboard
 import (
 	"sort"
 	"sync"
+	"sync/atomic"
 )
 
 // The registry indexes live connections three ways: by connection id, by
@@ -51,6 +52,9 @@ type registry struct {
 	conns []connShard
 	users []userShard
 	rooms []roomShard
+	// nconns mirrors the total size of the conns maps, so that counting
+	// connections (done on every connect for the log line) takes no locks.
+	nconns atomic.Int64
 }
 
 func newRegistry(shards int) *registry {
@@ -129,6 +133,9 @@ func (r *registry) userConns(user string) []*Conn {
 func (r *registry) addConn(c *Conn) {
 	s := &r.conns[r.shardOf(c.id)]
 	s.mu.Lock()
+	if _, dup := s.conns[c.id]; !dup {
+		r.nconns.Add(1)
+	}
 	s.conns[c.id] = c
 	s.mu.Unlock()
 }
@@ -136,9 +143,15 @@ func (r *registry) addConn(c *Conn) {
 func (r *registry) removeConn(c *Conn) {
 	s := &r.conns[r.shardOf(c.id)]
 	s.mu.Lock()
-	delete(s.conns, c.id)
+	if _, ok := s.conns[c.id]; ok {
+		delete(s.conns, c.id)
+		r.nconns.Add(-1)
+	}
 	s.mu.Unlock()
 }
+
+// connCount is the number of registered connections.
+func (r *registry) connCount() int { return int(r.nconns.Load()) }
 
 // eachConn calls fn for every connection, one shard at a time. fn runs under
 // the shard's read lock and must not block.
