@@ -1,15 +1,21 @@
 // Package redisbroker is a switchboard.Broker on Redis pub/sub, for running
-// several Switchboard nodes as one cluster.
+// several Switchboard nodes as one cluster, on one Redis server or on a
+// Redis Cluster (found out at Start; see topology.go).
 //
-// Each node holds two connections: one pub/sub connection carrying every
-// subscription (SUBSCRIBE and UNSUBSCRIBE are sent as local interest comes
-// and goes) and one connection for PUBLISH. Publish never waits on the
-// network: payloads go into a bounded queue that a single goroutine drains,
+// On a standalone Redis each node holds two connections: one pub/sub
+// connection carrying every subscription (SUBSCRIBE and UNSUBSCRIBE are
+// sent as local interest comes and goes) and one connection for PUBLISH.
+// On a Redis Cluster it holds one sharded pub/sub connection per partition
+// (SSUBSCRIBE, to the master owning the partition's slot) and the cluster
+// client's connections for SPUBLISH. Publish never waits on the network:
+// payloads go into a bounded queue that a single goroutine drains,
 // pipelining whatever has queued up, so the publish order of one node is
-// kept on every channel. When Redis goes away the node keeps serving its
-// local connections, reconnects with backoff and jitter, and subscribes
-// again to everything it is interested in. Like every switchboard broker it
-// is at-most-once: what is published while Redis is unreachable is lost.
+// kept on every channel. When Redis (or one shard) goes away the node keeps
+// serving its local connections, reconnects with backoff and jitter (to
+// the slot's new master after a failover or a slot migration), and
+// subscribes again to everything it is interested in. Like every
+// switchboard broker it is at-most-once: what is published while Redis is
+// unreachable is lost.
 //
 // It imports the root package (for Broker) and history; it must not import
 // the server, metrics or another broker (internal/layers checks).
@@ -20,27 +26,28 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/switchboardhq/switchboard"
 )
 
 // Defaults for Options.
 const (
-	DefaultPrefix           = "switchboard:"
-	DefaultQueueSize        = 16384
-	DefaultMaxBatch         = 512
-	DefaultSubscribeTimeout = time.Second
-	DefaultStartTimeout     = 5 * time.Second
-	DefaultMinBackoff       = 100 * time.Millisecond
-	DefaultMaxBackoff       = 5 * time.Second
-	DefaultHealthInterval   = 5 * time.Second
-	closeFlushTimeout       = 2 * time.Second
+	DefaultPrefix            = "switchboard:"
+	DefaultQueueSize         = 16384
+	DefaultMaxBatch          = 512
+	DefaultSubscribeTimeout  = time.Second
+	DefaultStartTimeout      = 5 * time.Second
+	DefaultMinBackoff        = 100 * time.Millisecond
+	DefaultMaxBackoff        = 5 * time.Second
+	DefaultHealthInterval    = 5 * time.Second
+	DefaultClusterPartitions = 16
+	closeFlushTimeout        = 2 * time.Second
 )
 
 // Errors returned by Publish, Subscribe and Unsubscribe.
@@ -56,7 +63,11 @@ var (
 // Options configure a Broker. Only URL is required.
 type Options struct {
 	// URL is the Redis address, redis://[user:password@]host:port/db or
-	// rediss:// for TLS; query parameters of redis.ParseURL apply.
+	// rediss:// for TLS; query parameters of redis.ParseURL apply. For a
+	// Redis Cluster, the address of any member is enough (the client finds
+	// the others); several seeds may be listed, comma-separated:
+	// redis://:password@10.0.0.1:7000,10.0.0.2:7000. A cluster has only
+	// database 0.
 	URL string
 	// Prefix namespaces the Redis channels: switchboard channel "room:a"
 	// is Redis channel Prefix+"room:a". Nodes of one cluster must use the
@@ -87,6 +98,12 @@ type Options struct {
 	// before it is pinged; a ping unanswered for another interval counts
 	// as a lost connection. Default 5s.
 	HealthInterval time.Duration
+	// ClusterPartitions (Redis Cluster only) is how many partitions the
+	// channels are spread over. Each partition's channels live on one
+	// shard, and each node holds one pub/sub connection per partition. More
+	// partitions spread the traffic more evenly over many shards; every
+	// node of a cluster must use the same number. Default 16.
+	ClusterPartitions int
 }
 
 // Stats are a broker's counters since New.
@@ -99,16 +116,19 @@ type Stats struct {
 }
 
 type message struct {
-	channel string // prefixed
+	channel string // the Redis channel
 	payload []byte
 }
 
 // Broker is a switchboard.Broker on Redis. Create it with New; the hub
 // starts it and closes it.
 type Broker struct {
-	opts   Options
-	log    *slog.Logger
-	client *redis.Client
+	opts    Options
+	log     *slog.Logger
+	ropts   *redis.Options // the first seed's
+	seeds   []string
+	topo    atomic.Pointer[topology] // nil until Start found it
+	cluster atomic.Bool
 
 	queue     chan message
 	stopPub   chan struct{} // closed by Close: the publisher flushes and ends
@@ -119,20 +139,16 @@ type Broker struct {
 	closeOnce sync.Once
 	started   atomic.Bool
 	closed    atomic.Bool
-	ready     atomic.Bool
-	readyCh   chan struct{} // closed when first connected
+	// readyShards counts the shards connected with every subscription
+	// confirmed; the broker is ready when all are.
+	readyShards atomic.Int64
+	readyCh     chan struct{} // closed when first ready
+	readyOnce   sync.Once
 
-	readyOnce sync.Once
-	// cmdMu serializes the sending of SUBSCRIBE and UNSUBSCRIBE.
-	cmdMu sync.Mutex
-	// mu guards the subscription state below and the current connection.
+	// mu guards what is wanted and each shard's connection state.
 	mu      sync.RWMutex
 	deliver func(channel string, payload []byte)
-	wanted  map[string]*wantState // unprefixed channel -> state
-	applied map[string]bool       // unprefixed channels subscribed on ps
-	acks    map[string]int        // SUBSCRIBEs on ps not yet confirmed
-	ps      *redis.PubSub         // nil while disconnected
-	kick    chan struct{}         // wakes the syncer
+	wanted  map[string]*wantState // switchboard channel -> state
 
 	published, publishErrors, delivered, reconnects atomic.Uint64
 
@@ -162,7 +178,7 @@ func New(opts Options) (*Broker, error) {
 	if opts.URL == "" {
 		return nil, errors.New("redisbroker: URL is required")
 	}
-	ropts, err := redis.ParseURL(opts.URL)
+	ropts, seeds, err := clientOptions(opts.URL)
 	if err != nil {
 		return nil, fmt.Errorf("redisbroker: %w", err)
 	}
@@ -194,24 +210,23 @@ func New(opts Options) (*Broker, error) {
 	if opts.HealthInterval <= 0 {
 		opts.HealthInterval = DefaultHealthInterval
 	}
-	// A retried pipeline could publish twice; the broker is at-most-once.
-	ropts.MaxRetries = -1
-	if ropts.DialTimeout == 0 {
-		ropts.DialTimeout = 2 * time.Second
+	if opts.ClusterPartitions <= 0 {
+		opts.ClusterPartitions = DefaultClusterPartitions
 	}
-	ropts.DisableIdentity = true
-	ropts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	if strings.ContainsAny(opts.Prefix, "{}") {
+		// The partitions' hash tags follow the prefix; a brace in it would
+		// make the prefix the tag and put every channel in one slot.
+		return nil, errors.New("redisbroker: Prefix must not contain { or }")
+	}
 	b := &Broker{
 		opts:    opts,
 		log:     opts.Logger.With("broker", "redis"),
-		client:  redis.NewClient(ropts),
+		ropts:   ropts,
+		seeds:   seeds,
 		queue:   make(chan message, opts.QueueSize),
 		stopPub: make(chan struct{}),
 		readyCh: make(chan struct{}),
 		wanted:  make(map[string]*wantState),
-		applied: make(map[string]bool),
-		acks:    make(map[string]int),
-		kick:    make(chan struct{}, 1),
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b, nil
@@ -230,10 +245,8 @@ func (b *Broker) Start(ctx context.Context, deliver func(channel string, payload
 		b.mu.Lock()
 		b.deliver = deliver
 		b.mu.Unlock()
-		b.wg.Add(3)
-		go b.publisher()
-		go b.subscriber()
-		go b.syncer()
+		b.wg.Add(1)
+		go b.run()
 		b.started.Store(true)
 	})
 	if !first {
@@ -250,8 +263,79 @@ func (b *Broker) Start(ctx context.Context, deliver func(channel string, payload
 	return nil
 }
 
-// Ready reports whether the pub/sub connection is up and subscribed.
-func (b *Broker) Ready() bool { return b.ready.Load() }
+// run finds out what the URL names (retrying while Redis is unreachable),
+// then starts the publisher and each shard's subscriber and syncer.
+func (b *Broker) run() {
+	defer b.wg.Done()
+	var t *topology
+	for attempt := 0; b.ctx.Err() == nil; attempt++ {
+		client, cluster, err := probe(b.ctx, b.ropts, b.seeds)
+		if err == nil {
+			t = &topology{client: client, cluster: cluster}
+			break
+		}
+		if b.ctx.Err() != nil {
+			return
+		}
+		if permanentProbeError(err) {
+			b.log.Error("cannot use this Redis; fix --redis-url", "error", err)
+			return
+		}
+		if attempt == 0 || attempt%10 == 0 {
+			b.log.Warn("cannot reach Redis; retrying", "error", err, "attempt", attempt+1)
+		}
+		if !b.sleep(b.backoff(attempt)) {
+			return
+		}
+	}
+	if t == nil {
+		return
+	}
+	n := 1
+	if t.cluster {
+		n = b.opts.ClusterPartitions
+		t.tags = partitionTags(n)
+	}
+	for i := range n {
+		anchor := ""
+		if t.cluster {
+			anchor = b.opts.Prefix + t.tags[i] + anchorChannel
+		}
+		t.shards = append(t.shards, newShard(i, anchor))
+	}
+	b.mu.Lock()
+	if b.closed.Load() {
+		b.mu.Unlock()
+		_ = t.client.Close()
+		return
+	}
+	b.cluster.Store(t.cluster)
+	b.topo.Store(t)
+	b.mu.Unlock()
+	if t.cluster {
+		b.log.Info("Redis Cluster found; using sharded pub/sub", "partitions", n)
+	}
+	b.wg.Add(1 + 2*n)
+	go b.publisher(t)
+	for _, s := range t.shards {
+		go b.subscriber(t, s)
+		go b.syncer(t, s)
+	}
+}
+
+// anchorChannel names the channel each cluster partition subscribes first;
+// no switchboard channel has this name.
+const anchorChannel = "~anchor"
+
+// Ready reports whether every pub/sub connection is up and subscribed.
+func (b *Broker) Ready() bool {
+	t := b.topo.Load()
+	return t != nil && b.readyShards.Load() == int64(len(t.shards))
+}
+
+// Cluster reports whether the broker found a Redis Cluster (false until
+// Start has reached Redis).
+func (b *Broker) Cluster() bool { return b.cluster.Load() }
 
 // Stats returns the broker's counters.
 func (b *Broker) Stats() Stats {
@@ -276,11 +360,12 @@ func (b *Broker) Publish(_ context.Context, channel string, payload []byte) erro
 	if !b.started.Load() {
 		return ErrNotStarted
 	}
-	if !b.ready.Load() {
+	t, s := b.shardOf(channel)
+	if s == nil || !s.ready.Load() {
 		b.publishErrors.Add(1)
 		return ErrNotReady
 	}
-	m := message{channel: b.opts.Prefix + channel, payload: append([]byte(nil), payload...)}
+	m := message{channel: b.redisChannel(t, channel), payload: append([]byte(nil), payload...)}
 	select {
 	case b.queue <- m:
 		return nil
@@ -292,14 +377,18 @@ func (b *Broker) Publish(_ context.Context, channel string, payload []byte) erro
 
 // publisher drains the queue, pipelining what has accumulated. It is the
 // only sender, so one node's publishes keep their order.
-func (b *Broker) publisher() {
+func (b *Broker) publisher(t *topology) {
 	defer b.wg.Done()
 	batch := make([]message, 0, b.opts.MaxBatch)
 	var lastErrLog time.Time
 	send := func(ctx context.Context) {
-		cmds, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		cmds, err := t.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, m := range batch {
-				p.Publish(ctx, m.channel, m.payload)
+				if t.cluster {
+					p.SPublish(ctx, m.channel, m.payload)
+				} else {
+					p.Publish(ctx, m.channel, m.payload)
+				}
 			}
 			return nil
 		})
@@ -359,19 +448,34 @@ func (b *Broker) Close() error {
 		b.closed.Store(true)
 		close(b.stopPub)
 		b.cancel()
+		var conns []*redis.PubSub
 		b.mu.Lock()
-		ps := b.ps
-		b.ps = nil
+		// Read under mu: run stores the topology under it, after checking
+		// closed, so either this sees it or run sees closed.
+		t := b.topo.Load()
+		if t != nil {
+			for _, s := range t.shards {
+				if s.ps != nil {
+					conns = append(conns, s.ps)
+					s.ps = nil
+				}
+			}
+		}
 		for _, w := range b.wanted {
 			w.release()
 		}
 		b.mu.Unlock()
-		if ps != nil {
+		for _, ps := range conns {
 			_ = ps.Close() // unblocks the receiver
 		}
 		b.wg.Wait()
-		b.ready.Store(false)
-		err = b.client.Close()
+		if t != nil {
+			for _, s := range t.shards {
+				s.ready.Store(false)
+			}
+			b.readyShards.Store(0)
+			err = t.client.Close()
+		}
 	})
 	return err
 }

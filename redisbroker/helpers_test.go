@@ -31,6 +31,7 @@ func TestMain(m *testing.M) {
 	stop := findRedis()
 	code := m.Run()
 	stop()
+	stopSharedCluster()
 	os.Exit(code)
 }
 
