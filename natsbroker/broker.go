@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,7 +43,10 @@ const (
 	DefaultReconnectWait    = 250 * time.Millisecond
 	DefaultReconnectJitter  = 500 * time.Millisecond
 	DefaultReconnectBuffer  = 8 << 20
+	DefaultPingInterval     = 5 * time.Second
 	closeFlushTimeout       = 2 * time.Second
+	// MaxHistoryReplicas is JetStream's limit on a stream's replicas.
+	MaxHistoryReplicas = 5
 )
 
 // Errors returned by the broker.
@@ -57,8 +61,13 @@ var (
 
 // Options configure a Broker. Only URL is required.
 type Options struct {
-	// URL is the NATS server, or a comma-separated list of them:
-	// nats://[user:password@]host:4222.
+	// URL is the NATS server, or a comma-separated list of the servers
+	// of a NATS cluster: nats://[user:password@]host:4222 (also tls://,
+	// ws://, wss://; without a scheme, nats://). Each URL may carry its
+	// own credentials. The connection goes to one of them, picked at
+	// random unless NATSOptions has nats.DontRandomize, and moves to
+	// another when its server goes away; servers the cluster announces
+	// are added to the list. Errors and logs never show the URLs.
 	URL string
 	// Prefix is prepended to every subject; nodes of one cluster must use
 	// the same. It must be a valid subject prefix ending in "." (a run of
@@ -87,6 +96,12 @@ type Options struct {
 	// ReconnectBuffer bounds the bytes of publishes kept while
 	// disconnected; past it Publish fails. Default 8 MiB.
 	ReconnectBuffer int
+	// PingInterval is how often the connection is probed. A server that
+	// dies without closing its sockets (a crashed host, a cut network) is
+	// noticed after two unanswered pings, within 2 to 3 intervals, and
+	// the broker moves to another server. Default 5s (nats.go's own is
+	// 2m, which would leave a node deaf for minutes).
+	PingInterval time.Duration
 	// NATSOptions are applied after the broker's own (credentials, TLS...).
 	NATSOptions []nats.Option
 
@@ -100,8 +115,13 @@ type Options struct {
 	// restart among them; the file store does not sync each message, so
 	// it costs little more.
 	HistoryMemory bool
-	// HistoryReplicas is the stream's replica count in a JetStream
-	// cluster. Default 1.
+	// HistoryReplicas is how many servers of a JetStream cluster keep
+	// each history message: 1 to MaxHistoryReplicas, default 1; 3 in a
+	// cluster of 3 or more. With R replicas history survives the loss of
+	// (R-1)/2 servers. More than 1 needs a clustered JetStream with at
+	// least that many servers. A stream kept with another count is
+	// changed to this one when the broker makes sure of it (at Start, and
+	// after it was lost): nodes sharing a stream should agree.
 	HistoryReplicas int
 }
 
@@ -141,8 +161,8 @@ type Broker struct {
 
 // New checks opts and prepares a Broker; nothing connects until Start.
 func New(opts Options) (*Broker, error) {
-	if opts.URL == "" {
-		return nil, errors.New("natsbroker: URL is required")
+	if err := checkURLs(opts.URL); err != nil {
+		return nil, err
 	}
 	if opts.Prefix == "" {
 		opts.Prefix = DefaultPrefix
@@ -171,6 +191,9 @@ func New(opts Options) (*Broker, error) {
 	if opts.ReconnectBuffer <= 0 {
 		opts.ReconnectBuffer = DefaultReconnectBuffer
 	}
+	if opts.PingInterval <= 0 {
+		opts.PingInterval = DefaultPingInterval
+	}
 	if opts.HistoryStream == "" {
 		opts.HistoryStream = "sb-history-" + EncodeToken(opts.Prefix)
 	}
@@ -180,6 +203,9 @@ func New(opts Options) (*Broker, error) {
 	if opts.HistoryReplicas <= 0 {
 		opts.HistoryReplicas = 1
 	}
+	if opts.HistoryReplicas > MaxHistoryReplicas {
+		return nil, fmt.Errorf("natsbroker: history replicas %d: JetStream keeps at most %d copies of a stream (use 3 in a cluster of 3 or more servers)", opts.HistoryReplicas, MaxHistoryReplicas)
+	}
 	return &Broker{
 		opts: opts,
 		log:  opts.Logger.With("broker", "nats"),
@@ -188,6 +214,36 @@ func New(opts Options) (*Broker, error) {
 		done: make(chan struct{}),
 		hist: histState{seed: maphash.MakeSeed()},
 	}, nil
+}
+
+// checkURLs parses the server list as nats.go will, so that a bad URL is
+// reported here: nats.go's own parse errors quote the URL, password
+// included. Servers are named by position only.
+func checkURLs(list string) error {
+	var n int
+	for i, raw := range strings.Split(list, ",") {
+		raw = strings.TrimSpace(raw)
+		if raw == "" {
+			continue // nats.go skips empty entries too
+		}
+		n++
+		if !strings.Contains(raw, "://") {
+			raw = "nats://" + raw
+		}
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("natsbroker: server %d of the URL list is not a URL such as nats://[user:password@]host:4222 (not shown: it may hold a password)", i+1)
+		}
+		switch u.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			return fmt.Errorf("natsbroker: server %d of the URL list has scheme %q; use nats://, tls://, ws:// or wss://", i+1, u.Scheme)
+		}
+	}
+	if n == 0 {
+		return errors.New("natsbroker: URL is required")
+	}
+	return nil
 }
 
 // Start implements switchboard.Broker: it connects and starts delivering.
@@ -208,10 +264,12 @@ func (b *Broker) Start(ctx context.Context, deliver func(channel string, payload
 		nats.ReconnectWait(b.opts.ReconnectWait),
 		nats.ReconnectJitter(b.opts.ReconnectJitter, b.opts.ReconnectJitter),
 		nats.ReconnectBufSize(b.opts.ReconnectBuffer),
-		nats.ConnectHandler(func(*nats.Conn) {
+		nats.PingInterval(b.opts.PingInterval),
+		nats.MaxPingsOutstanding(2),
+		nats.ConnectHandler(func(nc *nats.Conn) {
 			b.ready.Store(true)
 			once.Do(func() { close(connected) })
-			b.log.Info("connected to NATS")
+			b.log.Info("connected to NATS", serverAttrs(nc)...)
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			b.ready.Store(false)
@@ -219,10 +277,14 @@ func (b *Broker) Start(ctx context.Context, deliver func(channel string, payload
 				b.log.Warn("lost the NATS connection; reconnecting", "error", err)
 			}
 		}),
+		// nats.go has re-sent every subscription before it calls this.
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			b.reconnects.Add(1)
 			b.ready.Store(true)
-			b.log.Info("reconnected to NATS", "server", nc.ConnectedUrlRedacted())
+			b.log.Info("reconnected to NATS", serverAttrs(nc)...)
+		}),
+		nats.DiscoveredServersHandler(func(nc *nats.Conn) {
+			b.log.Debug("NATS cluster announced servers", "servers", len(nc.Servers()))
 		}),
 		nats.ClosedHandler(func(*nats.Conn) { b.ready.Store(false) }),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
@@ -235,9 +297,12 @@ func (b *Broker) Start(ctx context.Context, deliver func(channel string, payload
 	}
 	nc, err := nats.Connect(b.opts.URL, append(opts, b.opts.NATSOptions...)...)
 	if err != nil {
+		if errors.As(err, new(*url.Error)) { // it quotes the URL
+			return errors.New("natsbroker: invalid server URL (not shown: it may hold a password)")
+		}
 		return fmt.Errorf("natsbroker: %w", err)
 	}
-	if nc.IsConnected() { // the handler is not called for the first connection
+	if nc.IsConnected() { // without waiting for the handler, which runs on nats.go's callback goroutine
 		b.ready.Store(true)
 		once.Do(func() { close(connected) })
 	}
@@ -258,6 +323,13 @@ func (b *Broker) Start(ctx context.Context, deliver func(channel string, payload
 	}
 	b.startHistory(ctx, nc)
 	return nil
+}
+
+// serverAttrs name the server nc is connected to, without the URL it was
+// reached by: that may carry a password, or a token as its user name,
+// which nats.go's redaction leaves in place.
+func serverAttrs(nc *nats.Conn) []any {
+	return []any{"server", nc.ConnectedServerName(), "addr", nc.ConnectedAddr(), "cluster", nc.ConnectedClusterName()}
 }
 
 func subject(sub *nats.Subscription) string {

@@ -8,7 +8,6 @@ import (
 	"hash/maphash"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -91,6 +90,10 @@ const (
 	// JetStream error codes.
 	errCodeWrongLast         = 10071
 	errCodeWrongLastConstant = 10164 // the same, on replicated streams
+	// Asking for more replicas than can be placed.
+	errCodeReplicasNotClustered  = 10074
+	errCodeNoPeers               = 10005
+	errCodeInsufficientResources = 10023
 )
 
 var (
@@ -170,107 +173,6 @@ func (b *Broker) historyBounds() (size int, ttl time.Duration) {
 		ttl = switchboard.DefaultHistoryTTL
 	}
 	return size, ttl
-}
-
-// historyConfig is the stream's configuration. Called with hist.mu held.
-func (b *Broker) historyConfig() jetstream.StreamConfig {
-	size, ttl := b.historyBounds()
-	storage := jetstream.FileStorage
-	if b.opts.HistoryMemory {
-		storage = jetstream.MemoryStorage
-	}
-	return jetstream.StreamConfig{
-		Name:              b.opts.HistoryStream,
-		Description:       "switchboard history of " + b.opts.Prefix,
-		Subjects:          []string{b.opts.Prefix + historyToken + ">"},
-		Retention:         jetstream.LimitsPolicy,
-		Discard:           jetstream.DiscardOld,
-		MaxMsgsPerSubject: int64(size) + 2, // room for markers
-		MaxAge:            ttl,
-		// No message IDs are used; the window only has to fit in MaxAge.
-		Duplicates:  min(ttl, 2*time.Minute),
-		Storage:     storage,
-		Replicas:    b.opts.HistoryReplicas,
-		AllowDirect: true, // reads are direct gets
-	}
-}
-
-// ensureHistory creates or updates the stream once, and again after it
-// was found missing. Several nodes may do it at once: same config, same
-// result.
-func (b *Broker) ensureHistory(ctx context.Context, nc *nats.Conn) error {
-	h := &b.hist
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.ready {
-		return nil
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("history: %w", err)
-	}
-	cfg := b.historyConfig()
-	for attempt := 1; ; attempt++ {
-		_, err = js.CreateOrUpdateStream(ctx, cfg)
-		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			_, err = js.UpdateStream(ctx, cfg) // another node created it meanwhile
-		}
-		var apiErr *jetstream.APIError
-		if err == nil || !errors.As(err, &apiErr) || apiErr.Code < 500 || attempt == 5 {
-			break
-		}
-		// A server error, such as the files of a stream just deleted
-		// still being removed: try again shortly.
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("history stream %s: %w", cfg.Name, err)
-		case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("history stream %s: %w", cfg.Name, err)
-	}
-	h.ready = true
-	h.gen++
-	if major, minor, ok := serverVersion(nc.ConnectedServerVersion()); ok {
-		h.noBatch = major < 2 || major == 2 && minor < 11
-	}
-	return nil
-}
-
-// startHistory makes the stream at Start when the hub bounded history, so
-// that a node without JetStream says so at once. It is not fatal: Append
-// and Read make the stream when they first need it, and say why not.
-func (b *Broker) startHistory(ctx context.Context, nc *nats.Conn) {
-	b.hist.mu.Lock()
-	bounded := b.hist.size > 0
-	b.hist.mu.Unlock()
-	if !bounded || !nc.IsConnected() {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, DefaultHistoryTimeout)
-	defer cancel()
-	if err := b.ensureHistory(ctx, nc); err != nil {
-		b.log.Error("history stream not ready; retrying on first use", "error", err)
-	}
-}
-
-// lostHistory notes that the stream is gone (deleted, or JetStream lost
-// it): the next call creates it again.
-func (b *Broker) lostHistory() {
-	b.hist.mu.Lock()
-	b.hist.ready = false
-	b.hist.mu.Unlock()
-}
-
-func serverVersion(v string) (major, minor int, ok bool) {
-	parts := strings.SplitN(v, ".", 3)
-	if len(parts) < 2 {
-		return 0, 0, false
-	}
-	major, err1 := strconv.Atoi(parts[0])
-	minor, err2 := strconv.Atoi(parts[1])
-	return major, minor, err1 == nil && err2 == nil
 }
 
 // historyCall prepares one Append or Read: the connection, a deadline and

@@ -29,7 +29,8 @@ func newBroker(cfg *config.Config, log *slog.Logger) (switchboard.Broker, error)
 		if cfg.ClusterName != "" {
 			prefix = natsbroker.DefaultPrefix + cfg.ClusterName + "."
 		}
-		b, err := natsbroker.New(natsbroker.Options{URL: cfg.NATSURL, Prefix: prefix, Name: "switchboard " + cfg.NodeID, Logger: log})
+		b, err := natsbroker.New(natsbroker.Options{URL: cfg.NATSURL, Prefix: prefix, Name: "switchboard " + cfg.NodeID, Logger: log,
+			HistoryReplicas: cfg.HistoryReplicas})
 		if err != nil {
 			return nil, fmt.Errorf("nats broker (--nats-url): %w", err)
 		}

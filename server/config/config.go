@@ -51,6 +51,7 @@ type Config struct {
 	ShutdownTimeout time.Duration
 
 	Broker, RedisURL, NATSURL string
+	HistoryReplicas           int
 	ClusterName               string
 	PresenceTTL               time.Duration
 	NodeID                    string
@@ -214,8 +215,11 @@ var specs = []spec{
 		field: func(c *Config) any { return &c.Broker }},
 	{name: "redis-url", def: "redis://127.0.0.1:6379/0", usage: "Redis address (with --broker=redis)",
 		field: func(c *Config) any { return &c.RedisURL }},
-	{name: "nats-url", def: "nats://127.0.0.1:4222", usage: "NATS address (with --broker=nats)",
+	{name: "nats-url", def: "nats://127.0.0.1:4222", usage: "NATS address (with --broker=nats), or the servers of a NATS cluster, comma-separated",
 		field: func(c *Config) any { return &c.NATSURL }},
+	{name: "history-replicas", kind: kInt, def: "1",
+		usage: "NATS servers keeping each history message (with --broker=nats): 1 to 5, 3 in a NATS cluster of 3 or more",
+		field: func(c *Config) any { return &c.HistoryReplicas }},
 	{name: "cluster-name", def: "", usage: "separates clusters sharing one Redis or NATS server (letters, digits, - and _)",
 		field: func(c *Config) any { return &c.ClusterName }},
 	{name: "presence-ttl", kind: kDuration, def: "30s", usage: "how long a silent node's users stay present (nodes say they are alive every third of it)",

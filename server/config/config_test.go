@@ -56,6 +56,7 @@ func TestDefaults(t *testing.T) {
 		{"broker", c.Broker, "memory"},
 		{"redis-url", c.RedisURL, "redis://127.0.0.1:6379/0"},
 		{"nats-url", c.NATSURL, "nats://127.0.0.1:4222"},
+		{"history-replicas", c.HistoryReplicas, 1},
 		{"presence-ttl", c.PresenceTTL, 30 * time.Second},
 		{"cluster-name", c.ClusterName, ""},
 		{"log-level", c.LogLevel, "info"},
@@ -91,8 +92,8 @@ func TestDefaults(t *testing.T) {
 
 func TestFlagsTable(t *testing.T) {
 	fs := Flags()
-	if len(fs) != 47 {
-		t.Errorf("Flags() has %d entries, want 47", len(fs))
+	if len(fs) != 48 {
+		t.Errorf("Flags() has %d entries, want 48", len(fs))
 	}
 	seen := map[string]bool{}
 	for _, f := range fs {
@@ -164,13 +165,13 @@ func TestLogValueRedactsSecrets(t *testing.T) {
 		"--config=" + path, "--addr=0.0.0.0:8080",
 		"--api-key=flag-key-one", "--api-key=flag-key-two",
 		"--broker=redis", "--redis-url=redis://user:redis-password@db:6379/0",
-		"--nats-url=nats://natsuser:nats-password@n1:4222",
+		"--nats-url=nats://natsuser:nats-password@n1:4222, nats://nats-token@n2:4222,natsuser:nats-password@n3:4222",
 		"--allowed-origins=https://a.example,https://b.example",
 	}, nil)
 	c2 := mustLoad(t, []string{"--addr=0.0.0.0:8080", "--jwt-secret=flag-secret-value"},
 		map[string]string{"SWITCHBOARD_API_KEY": "env-key-one,env-key-two"})
 	secrets := []string{"yaml-secret-value", "flag-secret-value", "flag-key-one", "flag-key-two",
-		"env-key-one", "env-key-two", "redis-password", "nats-password"}
+		"env-key-one", "env-key-two", "redis-password", "nats-password", "nats-token"}
 
 	for i, cfg := range []*Config{c, c2} {
 		var jsonBuf, textBuf bytes.Buffer
@@ -194,7 +195,8 @@ func TestLogValueRedactsSecrets(t *testing.T) {
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("start", "config", c)
 	for _, want := range []string{`"addr":"0.0.0.0:8080"`, `"auth":"jwt"`, `"jwt-secret":"[redacted]"`,
 		`"api-key":"2 keys [redacted]"`, `"allowed-origins":["https://a.example","https://b.example"]`,
-		`"max-conns":100000`, `"rate":20`, `"redis-url":"redis://user:xxxxx@db:6379/0"`, `"node-id":"`} {
+		`"max-conns":100000`, `"rate":20`, `"redis-url":"redis://user:xxxxx@db:6379/0"`,
+		`"nats-url":"nats://natsuser:xxxxx@n1:4222,nats://xxxxx@n2:4222,natsuser:xxxxx@n3:4222"`, `"node-id":"`} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("log output lacks %s: %s", want, buf.String())
 		}

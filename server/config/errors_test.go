@@ -74,6 +74,13 @@ func TestSecretsNeverInErrors(t *testing.T) {
 			t.Errorf("error %q contains secret %q", err, s)
 		}
 	}
+	_, err = Load([]string{"--broker=nats", "--nats-url=nats://u:natspass@n1:4222,http://u:natspass@n2,nats://u:nats%zzpass@n3"}, nil, nil)
+	wantErr(t, err, "--nats-url: entry 2 of 3", "--nats-url: entry 3 of 3")
+	for _, s := range []string{"natspass", "zzpass"} {
+		if strings.Contains(err.Error(), s) {
+			t.Errorf("error %q contains secret %q", err, s)
+		}
+	}
 }
 
 func TestAuthDefaultByAddress(t *testing.T) {
@@ -109,7 +116,7 @@ func valid() Config {
 		Broker: "memory", RedisURL: "redis://127.0.0.1:6379/0", NATSURL: "nats://127.0.0.1:4222",
 		PresenceTTL: 30 * time.Second, NodeID: "n1", LogLevel: "info", LogFormat: "json",
 		HandshakeRate: 20, HandshakeBurst: 50, HandshakeTimeout: 10 * time.Second,
-		WebhookMaxAge: 5 * time.Minute, HistorySize: 100, HistoryTTL: 5 * time.Minute,
+		WebhookMaxAge: 5 * time.Minute, HistorySize: 100, HistoryTTL: 5 * time.Minute, HistoryReplicas: 1,
 	}
 }
 
@@ -171,6 +178,20 @@ func TestValidate(t *testing.T) {
 		{"rediss url", func(c *Config) { c.Broker = "redis"; c.RedisURL = "rediss://:p@h:6380/0" }, ""},
 		{"redis url unused", func(c *Config) { c.RedisURL = "" }, ""},
 		{"nats url", func(c *Config) { c.Broker = "nats"; c.NATSURL = "" }, "--nats-url must not be empty with --broker=nats"},
+		{"nats cluster", func(c *Config) {
+			c.Broker = "nats"
+			c.NATSURL = "nats://a:pa@n1:4222, tls://b:pb@n2:4222,n3:4222,wss://n4:443"
+		}, ""},
+		{"nats empty entry", func(c *Config) { c.Broker = "nats"; c.NATSURL = "nats://n1:4222,,nats://n2:4222" }, "--nats-url has an empty entry"},
+		{"nats scheme", func(c *Config) { c.Broker = "nats"; c.NATSURL = "nats://n1:4222,redis://n2:6379" },
+			"--nats-url: entry 2 of 2 is not a NATS URL such as nats://[user:password@]host:4222"},
+		{"nats no host", func(c *Config) { c.Broker = "nats"; c.NATSURL = "nats://" }, "--nats-url: entry 1 of 1 is not a NATS URL"},
+		{"nats url unused", func(c *Config) { c.NATSURL = "nats://" }, ""},
+		{"history-replicas 3", func(c *Config) { c.HistoryReplicas = 3 }, ""},
+		{"history-replicas 5", func(c *Config) { c.HistoryReplicas = 5 }, ""},
+		{"history-replicas 0", func(c *Config) { c.HistoryReplicas = 0 }, "--history-replicas must be between 1 and 5, got 0"},
+		{"history-replicas 6", func(c *Config) { c.HistoryReplicas = 6 },
+			"--history-replicas must be between 1 and 5, got 6: it is how many NATS servers keep each history message; use 1 with a single NATS server, 3 with a NATS cluster of 3 or more"},
 		{"node-id", func(c *Config) { c.NodeID = "" }, "--node-id must not be empty"},
 		{"handshake-rate", func(c *Config) { c.HandshakeRate = 0 }, "--handshake-rate must be a positive number"},
 		{"handshake-burst", func(c *Config) { c.HandshakeBurst = 0 }, "--handshake-burst must be at least 1"},

@@ -66,16 +66,31 @@ func redactList(keys []string) string {
 	return fmt.Sprintf("%d keys %s", len(keys), redacted)
 }
 
-// redactURLs masks passwords in a URL or comma-separated list of URLs.
+// redactURLs masks credentials in a URL or comma-separated list of URLs:
+// passwords, and a user name standing alone, which NATS takes as a token.
+// A URL without a scheme (host:4222, which the NATS client accepts) is
+// read as one; anything unreadable holding an @ is masked whole.
 func redactURLs(v string) string {
 	parts := strings.Split(v, ",")
 	for i, p := range parts {
-		u, err := url.Parse(strings.TrimSpace(p))
+		raw, bare := strings.TrimSpace(p), false
+		if !strings.Contains(raw, "://") {
+			raw, bare = "//"+raw, true
+		}
+		u, err := url.Parse(raw)
 		switch {
-		case err != nil && strings.Contains(p, "@"):
-			parts[i] = redacted
-		case err == nil && u.User != nil:
+		case err != nil || u.User == nil:
+			if strings.Contains(p, "@") {
+				parts[i] = redacted
+			}
+		default:
+			if _, ok := u.User.Password(); !ok {
+				u.User = url.User("xxxxx")
+			}
 			parts[i] = u.Redacted()
+			if bare {
+				parts[i] = strings.TrimPrefix(parts[i], "//")
+			}
 		}
 	}
 	return strings.Join(parts, ",")

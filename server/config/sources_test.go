@@ -72,6 +72,7 @@ func sourceCases() []sourceCase {
 		sc("broker", "nats", func(c *Config) any { return c.Broker }, "nats"),
 		sc("redis-url", "redis://r:6379/1", func(c *Config) any { return c.RedisURL }, "redis://r:6379/1", "--broker=redis"),
 		sc("nats-url", "nats://n:4222", func(c *Config) any { return c.NATSURL }, "nats://n:4222", "--broker=nats"),
+		sc("history-replicas", "3", func(c *Config) any { return c.HistoryReplicas }, 3, "--broker=nats"),
 		sc("cluster-name", "eu-1", func(c *Config) any { return c.ClusterName }, "eu-1"),
 		sc("presence-ttl", "45s", func(c *Config) any { return c.PresenceTTL }, 45*time.Second),
 		sc("node-id", "edge-1", func(c *Config) any { return c.NodeID }, "edge-1"),

@@ -161,11 +161,12 @@ func (c *Config) Validate() error {
 			bad("--redis-url must be a redis:// or rediss:// URL (e.g. redis://127.0.0.1:6379/0)")
 		}
 	case BrokerNATS:
-		if strings.TrimSpace(c.NATSURL) == "" {
-			bad("--nats-url must not be empty with --broker=nats (e.g. nats://127.0.0.1:4222)")
-		}
+		validateNATSURL(c.NATSURL, bad)
 	default:
 		bad("--broker must be %q, %q or %q, got %q", BrokerMemory, BrokerRedis, BrokerNATS, c.Broker)
+	}
+	if c.HistoryReplicas < 1 || c.HistoryReplicas > 5 {
+		bad("--history-replicas must be between 1 and 5, got %d: it is how many NATS servers keep each history message; use 1 with a single NATS server, 3 with a NATS cluster of 3 or more", c.HistoryReplicas)
 	}
 	if c.PprofAddr != "" {
 		h, _, err := net.SplitHostPort(c.PprofAddr)
@@ -191,6 +192,31 @@ func (c *Config) Validate() error {
 		bad(`--log-format must be "json" or "text", got %q`, c.LogFormat)
 	}
 	return errors.Join(errs...)
+}
+
+// validateNATSURL checks the NATS server list: one URL, or several
+// comma-separated (the servers of a NATS cluster), each as the NATS client
+// takes it. Entries are named by position: they may embed credentials.
+func validateNATSURL(list string, bad func(string, ...any)) {
+	if strings.TrimSpace(list) == "" {
+		bad("--nats-url must not be empty with --broker=nats (e.g. nats://127.0.0.1:4222)")
+		return
+	}
+	entries := strings.Split(list, ",")
+	for i, e := range entries {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			bad("--nats-url has an empty entry: list the servers comma-separated (e.g. nats://n1:4222,nats://n2:4222)")
+			return
+		}
+		if !strings.Contains(e, "://") {
+			e = "nats://" + e // the NATS client's default scheme
+		}
+		u, err := url.Parse(e)
+		if err != nil || u.Host == "" || u.Scheme != "nats" && u.Scheme != "tls" && u.Scheme != "ws" && u.Scheme != "wss" {
+			bad("--nats-url: entry %d of %d is not a NATS URL such as nats://[user:password@]host:4222 (schemes nats, tls, ws, wss; not shown, as it may hold a password)", i+1, len(entries))
+		}
+	}
 }
 
 // validateWebhook checks the --webhook-* settings. The URL is never
