@@ -142,8 +142,14 @@ func TestOutage(t *testing.T) {
 
 // BenchmarkPublish measures publish throughput of 100-byte payloads from
 // one node to another node that receives all of them.
-func BenchmarkPublish(b *testing.B) {
-	pub, received := benchPair(b)
+func BenchmarkPublish(b *testing.B) { benchPublish(b, needRedis(b)) }
+
+// BenchmarkClusterPublish is BenchmarkPublish on the Redis Cluster
+// (SPUBLISH to the room's shard).
+func BenchmarkClusterPublish(b *testing.B) { benchPublish(b, needCluster(b)) }
+
+func benchPublish(b *testing.B, url string) {
+	pub, received := benchPair(b, url)
 	ctx := context.Background()
 	payload := make([]byte, 100)
 	b.SetBytes(int64(len(payload)))
@@ -168,8 +174,7 @@ func BenchmarkPublish(b *testing.B) {
 // benchPair starts a publishing node and a node subscribed to room:bench;
 // received waits until the latter has got b.N payloads, then stops the
 // timer.
-func benchPair(b *testing.B) (pub *Broker, received func()) {
-	url := needRedis(b)
+func benchPair(b *testing.B, url string) (pub *Broker, received func()) {
 	prefix := uniquePrefix()
 	var got atomic.Int64
 	all := make(chan struct{})
@@ -244,7 +249,7 @@ func TestHistory(t *testing.T) {
 // parallel publishers as a node has (one per connection), until another
 // node has received them all.
 func BenchmarkHistoryAppend(b *testing.B) {
-	pub, received := benchPair(b)
+	pub, received := benchPair(b, needRedis(b))
 	ctx := context.Background()
 	pub.BoundHistory(1000, time.Minute)
 	head, tail := make([]byte, 60), make([]byte, 40)
