@@ -100,7 +100,8 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	// the user is online, so that a concurrent last disconnect of the same
 	// user cannot report offline after this connection reported online.
 	unlockUser := h.lockUser(c.user)
-	evicted, firstOfUser, ok := h.reg.addUserConn(c, lim.MaxConnsPerUser, lim.PerUserPolicy == PolicyEvictOldest)
+	limit, remote, remoteOpened := h.userLimitHere(c.user, lim.PerUserPolicy == PolicyEvictOldest)
+	evicted, firstOfUser, ok := h.reg.addUserConn(c, limit, lim.PerUserPolicy == PolicyEvictOldest)
 	if !ok {
 		unlockUser()
 		h.total.Add(-1)
@@ -123,7 +124,14 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 			h.log.Error("presence connect failed", "error", err, "user_id", c.user)
 		}
 	}
+	h.reportUserConns(c.user)
 	unlockUser()
+	if remote != "" {
+		// The user's oldest connection is on another node: it goes there.
+		if err := h.cluster.EvictOldest(h.ctx, remote, c.user, remoteOpened); err != nil {
+			h.log.Warn("eviction request not sent", "error", err, "user_id", c.user, "node_id", remote)
+		}
+	}
 
 	// While starting, c is reachable through the user index (a kick or a
 	// direct message may arrive) but writes nothing and defers any close.

@@ -181,6 +181,18 @@ func (h *Hub) RoomUsers(ctx context.Context, room string) ([]string, error) {
 // UserConns returns the user's connections on this node, oldest first.
 func (h *Hub) UserConns(user string) []*Conn { return h.reg.userConns(user) }
 
+// UserConnCount returns how many connections user has on every node, as
+// this node knows it (other nodes' counts are as fresh as the broker
+// carries them; see Limits.MaxConnsPerUser).
+func (h *Hub) UserConnCount(user string) int {
+	n, _ := h.reg.userConnStats(user)
+	if h.cluster != nil {
+		elsewhere, _, _ := h.cluster.UserConnsElsewhere(user)
+		n += elsewhere
+	}
+	return n
+}
+
 // Published identifies a message handed to the cluster.
 type Published struct {
 	ID string

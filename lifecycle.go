@@ -118,6 +118,8 @@ func (h *Hub) cleanup(c *Conn, code int, reason string) {
 		if err := h.presence.Disconnect(h.ctx, c.user); err != nil {
 			h.log.Error("presence disconnect failed", "error", err, "user_id", c.user)
 		}
+	} else {
+		h.reportUserConns(c.user)
 	}
 	unlock()
 	h.interest(userChannelPfx+c.user, -1)

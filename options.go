@@ -35,6 +35,11 @@ type Limits struct {
 	// connection with 1008 policy. Default 10.
 	MaxRateViolations int
 	// MaxConnsPerUser is how many connections one user may hold. Default 8.
+	// With a multi-node Broker and the default cluster presence it counts
+	// the user's connections on every node (as fresh as the broker carries
+	// them: two nodes admitting the same user in the same instant may both
+	// admit), and PolicyEvictOldest closes the oldest one wherever it is;
+	// otherwise it counts this node's.
 	MaxConnsPerUser int
 	// PerUserPolicy says what happens to a connection past MaxConnsPerUser:
 	// PolicyReject (the default) answers HTTP 429, PolicyEvictOldest accepts

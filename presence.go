@@ -184,6 +184,8 @@ func (h *Hub) newClusterPresence() *presence.Cluster {
 			env := envelope{kind: kindPresence, frame: msg}
 			return h.broker.Publish(ctx, channelPresence, env.marshal())
 		},
+		// Not on the replica's goroutine: closing takes the hub's locks.
+		Evict: func(user string, openedBy time.Time) { go h.evictRequested(user, openedBy) },
 		Counts: func() presence.Counts {
 			st := h.Stats()
 			return presence.Counts{Connections: st.Connections, Users: st.Users, Rooms: st.Rooms}

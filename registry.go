@@ -4,6 +4,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // The registry indexes live connections three ways: by connection id, by
@@ -121,6 +122,42 @@ func (r *registry) removeUserConn(c *Conn) (last bool) {
 	}
 	s.users[c.user] = list
 	return false
+}
+
+// userConnStats counts user's connections not being evicted, and says
+// when the oldest of them opened.
+func (r *registry) userConnStats(user string) (n int, oldest time.Time) {
+	s := &r.users[r.shardOf(user)]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, x := range s.users[user] {
+		if x.evicting.Load() {
+			continue
+		}
+		if n == 0 || x.connectedAt.Before(oldest) {
+			oldest = x.connectedAt
+		}
+		n++
+	}
+	return n, oldest
+}
+
+// oldestUserConn marks user's oldest connection not yet being evicted for
+// eviction and returns it, if it opened by openedBy.
+func (r *registry) oldestUserConn(user string, openedBy time.Time) *Conn {
+	s := &r.users[r.shardOf(user)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var pick *Conn
+	for _, x := range s.users[user] {
+		if !x.evicting.Load() && (pick == nil || x.connectedAt.Before(pick.connectedAt)) {
+			pick = x
+		}
+	}
+	if pick == nil || pick.connectedAt.After(openedBy) || !pick.evicting.CompareAndSwap(false, true) {
+		return nil
+	}
+	return pick
 }
 
 func (r *registry) userConns(user string) []*Conn {

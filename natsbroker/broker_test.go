@@ -267,3 +267,10 @@ func TestChurn(t *testing.T) {
 func TestPresence(t *testing.T) {
 	suite(natsURL).Presence(t, uniquePrefix())
 }
+
+// TestUserLimit: --max-conns-per-user counts a user's connections on
+// every node, and evict-oldest closes the oldest wherever it is.
+func TestUserLimit(t *testing.T) {
+	t.Parallel()
+	suite(natsURL).UserLimit(t, uniquePrefix())
+}

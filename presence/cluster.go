@@ -39,6 +39,7 @@ type Cluster struct {
 	ttl     time.Duration
 	send    func(ctx context.Context, msg []byte) error
 	counts  func() Counts
+	evict   func(user string, openedBy time.Time)
 	log     *slog.Logger
 	changed func(Change)
 
@@ -92,10 +93,14 @@ type peer struct {
 type share struct {
 	rooms map[string]map[string]struct{}
 	users map[string]struct{}
+	// conns are the connections of each online user on the node, for
+	// limits that count a user's connections cluster-wide (see
+	// userconns.go).
+	conns map[string]userConns
 }
 
 func newShare() share {
-	return share{rooms: map[string]map[string]struct{}{}, users: map[string]struct{}{}}
+	return share{rooms: map[string]map[string]struct{}{}, users: map[string]struct{}{}, conns: map[string]userConns{}}
 }
 
 const (
@@ -123,6 +128,11 @@ type Config struct {
 	// Logger receives events with counts and node ids. Default
 	// slog.Default().
 	Logger *slog.Logger
+	// Evict is called when another node asks this one to close user's
+	// oldest connection here, if it opened by openedBy (EvictOldest). It
+	// is called with the replica's lock held and must not block. Default:
+	// nothing.
+	Evict func(user string, openedBy time.Time)
 }
 
 // Counts are one node's totals, carried by its heartbeats.
@@ -145,12 +155,16 @@ func NewCluster(cfg Config) *Cluster {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Evict == nil {
+		cfg.Evict = func(string, time.Time) {}
+	}
 	cp := &Cluster{
 		self:     cfg.Node,
 		started:  time.Now().UnixNano(),
 		ttl:      cfg.TTL,
 		send:     cfg.Send,
 		counts:   cfg.Counts,
+		evict:    cfg.Evict,
 		log:      cfg.Logger,
 		peers:    map[string]*peer{},
 		rooms:    map[string]int{},
@@ -343,6 +357,10 @@ func (cp *Cluster) apply(p *peer, typ, room, user string, notify bool) bool {
 		}
 		first := !cp.onlineElsewhere(p, user)
 		p.share.users[user] = struct{}{}
+		if _, known := p.share.conns[user]; !known {
+			// One connection, from about now, until the node says more.
+			p.share.conns[user] = userConns{n: 1, oldest: time.Now().UnixNano()}
+		}
 		if first {
 			cp.changed(Change{Kind: UserOnline, User: user, Notify: notify})
 		}
@@ -351,6 +369,7 @@ func (cp *Cluster) apply(p *peer, typ, room, user string, notify bool) bool {
 			return false
 		}
 		delete(p.share.users, user)
+		delete(p.share.conns, user)
 		if !cp.onlineElsewhere(p, user) {
 			notify = cp.raced(p, notify, "\x00"+user)
 			cp.changed(Change{Kind: UserOffline, User: user, Notify: notify})
@@ -433,6 +452,11 @@ func (cp *Cluster) replace(p *peer, next share, notify bool) {
 	for room, members := range next.rooms {
 		for user := range members {
 			cp.apply(p, msgJoin, room, user, notify)
+		}
+	}
+	for user, uc := range next.conns {
+		if _, online := p.share.users[user]; online {
+			p.share.conns[user] = uc
 		}
 	}
 }

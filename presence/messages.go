@@ -23,10 +23,17 @@ type presenceMsg struct {
 	Last  bool                `json:"z,omitempty"`
 	Users []string            `json:"us,omitempty"`
 	Rooms map[string][]string `json:"rs,omitempty"`
-	// Heartbeat counts, for cluster stats.
-	Conns     int `json:"cn,omitempty"`
-	UserCount int `json:"un,omitempty"`
-	RoomCount int `json:"rn,omitempty"`
+	// Heartbeat counts, for cluster stats; in a conns delta, the user's
+	// connections on the node.
+	Conns int `json:"cn,omitempty"`
+	// Oldest is when the user's oldest connection on the node opened, in
+	// unix nanoseconds (conns delta).
+	Oldest int64 `json:"o,omitempty"`
+	// UserConns (snapshot) are {connections, oldest} per user with more
+	// than one connection.
+	UserConns map[string][2]int64 `json:"uc,omitempty"`
+	UserCount int                 `json:"un,omitempty"`
+	RoomCount int                 `json:"rn,omitempty"`
 }
 
 // Presence message types. Join, leave, connect and disconnect are numbered
@@ -40,6 +47,8 @@ const (
 	msgSnapshot   = "s"
 	msgSync       = "y" // please send a snapshot
 	msgBye        = "b" // the sender is shutting down
+	msgConns      = "n" // a user's connection count on the sender (numbered)
+	msgEvict      = "e" // please close the user's oldest connection (To)
 )
 
 // RoomUsers returns the sorted users in room, cluster-wide.

@@ -84,6 +84,19 @@ func (cp *Cluster) Receive(b []byte) {
 		default:
 			cp.lost(p, now)
 		}
+	case msgConns:
+		switch {
+		case m.Seq <= p.seq:
+		case p.synced && m.Seq == p.seq+1:
+			p.seq = m.Seq
+			cp.applyConns(p, m.User, m.Conns, m.Oldest)
+		default:
+			cp.lost(p, now)
+		}
+	case msgEvict:
+		if slices.Contains(m.To, cp.self) {
+			cp.evict(m.User, time.Unix(0, m.Oldest)) // the hub closes it on its own goroutine
+		}
 	case msgHeartbeat:
 		p.conns, p.users, p.roomCount = m.Conns, m.UserCount, m.RoomCount
 		if m.Seq > p.seq || !p.synced {
@@ -131,6 +144,9 @@ func (cp *Cluster) snapshotPart(p *peer, m *presenceMsg, now time.Time) {
 	p.nextPart++
 	for _, u := range m.Users {
 		p.incoming.users[u] = struct{}{}
+	}
+	for u, c := range m.UserConns {
+		p.incoming.conns[u] = userConns{n: int(c[0]), oldest: c[1]}
 	}
 	for room, users := range m.Rooms {
 		members := p.incoming.rooms[room]
@@ -235,6 +251,13 @@ func splitShare(s share, seq uint64) []presenceMsg {
 	for u := range s.users {
 		add(6*len(u) + 4)
 		cur.Users = append(cur.Users, u)
+		if c := s.conns[u]; c.n > 1 {
+			add(6*len(u) + 48)
+			if cur.UserConns == nil {
+				cur.UserConns = map[string][2]int64{}
+			}
+			cur.UserConns[u] = [2]int64{int64(c.n), c.oldest}
+		}
 	}
 	for room, members := range s.rooms {
 		for u := range members {

@@ -267,3 +267,10 @@ func BenchmarkHistoryAppend(b *testing.B) {
 	received()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }
+
+// TestUserLimit: --max-conns-per-user counts a user's connections on
+// every node, and evict-oldest closes the oldest wherever it is.
+func TestUserLimit(t *testing.T) {
+	t.Parallel()
+	suite(needRedis(t)).UserLimit(t, uniquePrefix())
+}

@@ -331,3 +331,8 @@ func TestClusterFailover(t *testing.T) {
 		t.Fatalf("cluster after the failover: %v", err)
 	}
 }
+
+func TestClusterUserLimit(t *testing.T) {
+	t.Parallel()
+	clusterSuite(needCluster(t)).UserLimit(t, uniquePrefix())
+}
