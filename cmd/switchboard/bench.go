@@ -31,7 +31,7 @@ fanout  --subs subscribers in one room and a publisher: delivery latency
         (--rate R publishes/s) or throughput and server CPU per delivery (--rate 0);
         the publisher posts to /api/publish from --publishers keep-alive HTTP
         clients, as a backend does (--publish-via=ws: frames on a WebSocket);
-        with --nodes N --broker redis|nats across N nodes of one fresh cluster:
+        with --nodes N --broker redis|nats|redis-cluster across N nodes of one fresh cluster:
         subscribers spread evenly, the publisher on node 0, CPU of all nodes
 
 Server flags are passed with --server-flag=--ping-interval=10s (repeatable) or
@@ -116,7 +116,7 @@ func bench(args []string, stdout, stderr io.Writer) error {
 		fs.Float64Var(&f.rate, "rate", 20, "publishes per second; 0 = as fast as possible (throughput)")
 		fs.DurationVar(&f.drain, "drain", 5*time.Second, "after the last publish, give up on missing messages once none arrived for this long")
 		fs.IntVar(&f.nodes, "nodes", 1, "server nodes; subscribers are spread evenly, the publisher is on the first")
-		fs.StringVar(&f.broker, "broker", config.BrokerMemory, `broker between the nodes: "memory" (one node only), "redis" or "nats"`)
+		fs.StringVar(&f.broker, "broker", config.BrokerMemory, `broker between the nodes: "memory" (one node only), "redis", "nats", or "redis-cluster" (a Redis Cluster of 3 masters and 3 replicas that the bench starts for the run)`)
 		fs.StringVar(&f.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis address (with --broker=redis)")
 		fs.StringVar(&f.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS address (with --broker=nats)")
 		fs.StringVar(&f.via, "publish-via", loadgen.ViaAPI, `publish path: "api" (POST /api/publish, as a backend does) or "ws" (publish frames on the publisher's WebSocket)`)

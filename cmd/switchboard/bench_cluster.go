@@ -7,10 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/loadgen"
+	"github.com/switchboardhq/switchboard/internal/rediscluster"
 	"github.com/switchboardhq/switchboard/server/config"
 )
 
@@ -25,10 +28,75 @@ func (f fanoutOpts) checkCluster() error {
 			return fmt.Errorf("--nodes=%d needs --broker=%s or --broker=%s: the memory broker does not leave its node", f.nodes, config.BrokerRedis, config.BrokerNATS)
 		}
 	case config.BrokerRedis, config.BrokerNATS:
+	case brokerRedisCluster:
+		if why := rediscluster.Available(); why != "" {
+			return fmt.Errorf("--broker=%s starts a Redis Cluster of its own: %s", brokerRedisCluster, why)
+		}
 	default:
-		return fmt.Errorf("--broker must be %q, %q or %q, got %q", config.BrokerMemory, config.BrokerRedis, config.BrokerNATS, f.broker)
+		return fmt.Errorf("--broker must be %q, %q, %q or %q, got %q", config.BrokerMemory, config.BrokerRedis, brokerRedisCluster, config.BrokerNATS, f.broker)
 	}
 	return nil
+}
+
+// brokerRedisCluster is the bench's own broker choice: a throwaway Redis
+// Cluster of 3 masters and 3 replicas on free loopback ports, started for
+// the run and stopped after it; the nodes get --broker=redis and one
+// member's address.
+const brokerRedisCluster = "redis-cluster"
+
+// startRedisCluster starts the run's Redis Cluster and points the nodes at
+// it (f.redisURL).
+func (s *session) startRedisCluster(ctx context.Context, f *fanoutOpts) (stop func(), err error) {
+	s.logf("starting a Redis Cluster of 3 masters and 3 replicas")
+	c, err := rediscluster.Start(ctx, 3, 1)
+	if err != nil {
+		return nil, fmt.Errorf("start a Redis Cluster: %w", err)
+	}
+	f.redisURL = c.URL()
+	s.brokerPIDs = c.PIDs()
+	return c.Stop, nil
+}
+
+// brokerCPU is the CPU time of the broker's processes: the run's own Redis
+// Cluster, or the redis-server or nats-server processes of this host.
+func (s *session) brokerCPU(f fanoutOpts) (time.Duration, bool) {
+	pids := s.brokerPIDs
+	if len(pids) == 0 {
+		name := "redis-server"
+		if f.broker == config.BrokerNATS {
+			name = "nats-server"
+		}
+		pids = processesNamed(name)
+	}
+	if len(pids) == 0 {
+		return 0, false
+	}
+	var sum time.Duration
+	for _, pid := range pids {
+		u, st, err := procCPUSplit(pid)
+		if err != nil {
+			continue // gone
+		}
+		sum += u + st
+	}
+	return sum, true
+}
+
+// processesNamed lists the processes whose command name is name.
+func processesNamed(name string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile("/proc/" + e.Name() + "/comm")
+		if err == nil && strings.TrimSpace(string(comm)) == name {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // onBroker reports whether the nodes talk through Redis or NATS.
@@ -45,8 +113,12 @@ func (f fanoutOpts) brokerFlags() ([]string, error) {
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, err
 	}
-	flags := []string{"--broker=" + f.broker, "--cluster-name=bench" + hex.EncodeToString(b[:])}
-	if f.broker == config.BrokerRedis {
+	broker := f.broker
+	if broker == brokerRedisCluster {
+		broker = config.BrokerRedis
+	}
+	flags := []string{"--broker=" + broker, "--cluster-name=bench" + hex.EncodeToString(b[:])}
+	if broker == config.BrokerRedis {
 		return append(flags, "--redis-url="+f.redisURL), nil
 	}
 	return append(flags, "--nats-url="+f.natsURL), nil

@@ -92,7 +92,7 @@ type fanoutOpts struct {
 	rate                 float64
 	drain                time.Duration
 	nodes                int
-	broker               string // config.BrokerMemory, BrokerRedis or BrokerNATS
+	broker               string // config.BrokerMemory, BrokerRedis, BrokerNATS or brokerRedisCluster
 	redisURL, natsURL    string
 	via                  string // loadgen.ViaAPI or ViaWS
 	publishers           int    // concurrent HTTP publishers (ViaAPI)
@@ -136,6 +136,13 @@ func (f fanoutOpts) check() error {
 func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) {
 	if err := f.check(); err != nil {
 		return nil, err
+	}
+	if f.broker == brokerRedisCluster {
+		stop, err := s.startRedisCluster(ctx, &f)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
 	}
 	brokerFlags, err := f.brokerFlags()
 	if err != nil {
@@ -191,6 +198,7 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 	if err != nil {
 		return nil, err
 	}
+	brokerCPU0, _ := s.brokerCPU(f)
 	if err := pub.send("go"); err != nil {
 		return nil, err
 	}
@@ -219,6 +227,7 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 	if err != nil {
 		return nil, err
 	}
+	brokerCPU1, brokerSeen := s.brokerCPU(f)
 	cpuUser, cpuSys, cpuPerNode := cpuSpent(cpu0, cpu1)
 	rss, _ := s.rss()
 	if runErr != nil && published == nil {
@@ -288,6 +297,13 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 		q          float64
 	}{{"latency_p50_ms", "latency p50", .5}, {"latency_p90_ms", "latency p90", .9}, {"latency_p99_ms", "latency p99", .99}, {"latency_max_ms", "latency max", 1}} {
 		r.add(q.key, q.label, round(float64(hist.Quantile(q.q))/float64(time.Millisecond), 2), "ms")
+	}
+	if f.onBroker() && brokerSeen {
+		label := "broker CPU during the run"
+		if f.broker != brokerRedisCluster {
+			label += " (its processes on this host)"
+		}
+		r.add("broker_cpu_ms", label, round(float64(brokerCPU1-brokerCPU0)/float64(time.Millisecond), 1), "ms")
 	}
 	r.add("server_rss_kb", "server RSS after"+allNodes, rss, "KB")
 	r.add("error_frames", "error frames", t.Errors+pub.status().Errors, "")

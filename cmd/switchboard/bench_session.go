@@ -25,6 +25,8 @@ type session struct {
 	// target is what the run measures: targetServer, or targetFloor (the
 	// bare broadcast loop of internal/floor, run as "bench floor-serve").
 	target string
+	// brokerPIDs are the processes of a broker the run started itself.
+	brokerPIDs []int
 }
 
 func (s *session) logf(format string, args ...any) {

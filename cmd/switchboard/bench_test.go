@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboardhq/switchboard/internal/rediscluster"
 )
 
 // TestBenchSmoke builds the binary and runs both benches at toy sizes: the
@@ -129,9 +131,13 @@ func TestBenchSmoke(t *testing.T) {
 		}
 	})
 
-	for _, b := range []struct{ broker, addr string }{{"redis", "127.0.0.1:6379"}, {"nats", "127.0.0.1:4222"}} {
+	for _, b := range []struct{ broker, addr string }{{"redis", "127.0.0.1:6379"}, {"nats", "127.0.0.1:4222"}, {"redis-cluster", ""}} {
 		t.Run("fanout on "+b.broker, func(t *testing.T) {
-			if c, err := net.DialTimeout("tcp", b.addr, time.Second); err != nil {
+			if b.addr == "" {
+				if why := rediscluster.Available(); why != "" {
+					t.Skip("skipping: " + why)
+				}
+			} else if c, err := net.DialTimeout("tcp", b.addr, time.Second); err != nil {
 				t.Skipf("no %s at %s: %v", b.broker, b.addr, err)
 			} else {
 				_ = c.Close()
@@ -145,6 +151,7 @@ func TestBenchSmoke(t *testing.T) {
 				Received       int      `json:"received"`
 				Lost           *int     `json:"lost"`
 				PerNodeCPU     string   `json:"server_cpu_per_node_ms"`
+				BrokerCPU      *float64 `json:"broker_cpu_ms"`
 			}
 			if err := json.Unmarshal([]byte(out), &res); err != nil {
 				t.Fatalf("not JSON: %v\n%s", err, out)
@@ -155,10 +162,14 @@ func TestBenchSmoke(t *testing.T) {
 			if res.Expected != 210 || res.Received != 210 || res.Lost == nil || *res.Lost != 0 {
 				t.Errorf("want 210 expected, 210 received, 0 lost:\n%s", out)
 			}
+			if res.BrokerCPU == nil {
+				t.Errorf("no broker CPU figure:\n%s", out)
+			}
 			// Both nodes are in one cluster, and it is this run's own.
+			serverBroker := strings.TrimSuffix(b.broker, "-cluster")
 			for _, c := range res.ServerCommands {
-				if !strings.Contains(c, "--broker="+b.broker) || !strings.Contains(c, "--cluster-name=bench") {
-					t.Errorf("server command lacks --broker=%s or --cluster-name=bench...: %s", b.broker, c)
+				if !strings.Contains(c, "--broker="+serverBroker) || !strings.Contains(c, "--cluster-name=bench") {
+					t.Errorf("server command lacks --broker=%s or --cluster-name=bench...: %s", serverBroker, c)
 				}
 			}
 			if len(res.ServerCommands) == 2 && clusterName(res.ServerCommands[0]) != clusterName(res.ServerCommands[1]) {

@@ -125,6 +125,15 @@ func (c *Cluster) URL() string {
 	return "redis://" + c.nodes[0].Addr()
 }
 
+// PIDs lists the process ids of the nodes.
+func (c *Cluster) PIDs() []int {
+	var pids []int
+	for _, n := range c.Nodes() {
+		pids = append(pids, n.cmd.Process.Pid)
+	}
+	return pids
+}
+
 // Nodes lists the nodes, killed ones included.
 func (c *Cluster) Nodes() []*Node {
 	c.mu.Lock()
