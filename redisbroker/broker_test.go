@@ -142,22 +142,33 @@ func TestOutage(t *testing.T) {
 
 // BenchmarkPublish measures publish throughput of 100-byte payloads from
 // one node to another node that receives all of them.
-func BenchmarkPublish(b *testing.B) { benchPublish(b, needRedis(b)) }
+func BenchmarkPublish(b *testing.B) { benchPublish(b, needRedis(b), 1) }
 
 // BenchmarkClusterPublish is BenchmarkPublish on the Redis Cluster
 // (SPUBLISH to the room's shard).
-func BenchmarkClusterPublish(b *testing.B) { benchPublish(b, needCluster(b)) }
+func BenchmarkClusterPublish(b *testing.B) { benchPublish(b, needCluster(b), 1) }
 
-func benchPublish(b *testing.B, url string) {
-	pub, received := benchPair(b, url)
+// BenchmarkClusterPublishRooms publishes round-robin to 64 rooms, which
+// spread over the cluster's shards.
+func BenchmarkClusterPublishRooms(b *testing.B) { benchPublish(b, needCluster(b), 64) }
+
+// BenchmarkPublishRooms is the same on a single Redis.
+func BenchmarkPublishRooms(b *testing.B) { benchPublish(b, needRedis(b), 64) }
+
+func benchPublish(b *testing.B, url string, rooms int) {
+	pub, received := benchPair(b, url, rooms)
 	ctx := context.Background()
 	payload := make([]byte, 100)
 	b.SetBytes(int64(len(payload)))
 	b.ResetTimer()
+	names := make([]string, rooms)
+	for i := range names {
+		names[i] = "room:bench" + itoa(i)
+	}
 	start := time.Now()
-	for range b.N {
+	for i := range b.N {
 		for {
-			err := pub.Publish(ctx, "room:bench", payload)
+			err := pub.Publish(ctx, names[i%rooms], payload)
 			if err == nil {
 				break
 			}
@@ -171,10 +182,10 @@ func benchPublish(b *testing.B, url string) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }
 
-// benchPair starts a publishing node and a node subscribed to room:bench;
-// received waits until the latter has got b.N payloads, then stops the
-// timer.
-func benchPair(b *testing.B, url string) (pub *Broker, received func()) {
+// benchPair starts a publishing node and a node subscribed to rooms
+// room:bench0, room:bench1...; received waits until the latter has got b.N
+// payloads, then stops the timer.
+func benchPair(b *testing.B, url string, rooms int) (pub *Broker, received func()) {
 	prefix := uniquePrefix()
 	var got atomic.Int64
 	all := make(chan struct{})
@@ -188,8 +199,10 @@ func benchPair(b *testing.B, url string) (pub *Broker, received func()) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := recv.Subscribe(ctx, "room:bench"); err != nil {
-		b.Fatal(err)
+	for i := range rooms {
+		if err := recv.Subscribe(ctx, "room:bench"+itoa(i)); err != nil {
+			b.Fatal(err)
+		}
 	}
 	pub = newBroker(b, url, prefix)
 	if err := pub.Start(ctx, func(string, []byte) {}); err != nil {
@@ -248,8 +261,13 @@ func TestHistory(t *testing.T) {
 // of one room's history from one node (each a script round trip), with
 // parallel publishers as a node has (one per connection), until another
 // node has received them all.
-func BenchmarkHistoryAppend(b *testing.B) {
-	pub, received := benchPair(b, needRedis(b))
+func BenchmarkHistoryAppend(b *testing.B) { benchHistoryAppend(b, needRedis(b)) }
+
+// BenchmarkClusterHistoryAppend is the same on a Redis Cluster.
+func BenchmarkClusterHistoryAppend(b *testing.B) { benchHistoryAppend(b, needCluster(b)) }
+
+func benchHistoryAppend(b *testing.B, url string) {
+	pub, received := benchPair(b, url, 1)
 	ctx := context.Background()
 	pub.BoundHistory(1000, time.Minute)
 	head, tail := make([]byte, 60), make([]byte, 40)
@@ -258,7 +276,7 @@ func BenchmarkHistoryAppend(b *testing.B) {
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, _, err := pub.Append(ctx, "r:bench", "room:bench", head, tail); err != nil {
+			if _, _, err := pub.Append(ctx, "r:bench0", "room:bench0", head, tail); err != nil {
 				b.Error(err)
 				return
 			}
