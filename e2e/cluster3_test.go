@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/switchboardhq/switchboard/internal/rediscluster"
 )
 
 // presenceTTL is what the cluster tests run with: a killed node's users
@@ -24,6 +26,21 @@ func clusterArgs(broker, cluster string, host int) []string {
 		fmt.Sprintf("--addr=127.0.0.%d:0", host), "--broker=" + broker, "--cluster-name=" + cluster,
 		"--presence-ttl=" + presenceTTL.String(), "--api-key=k", "--rate=1000", "--burst=1000",
 	}
+}
+
+// startRedisCluster starts a Redis Cluster of 3 masters and 3 replicas
+// for the test, stopped when it ends.
+func startRedisCluster(t *testing.T, ctx context.Context) *rediscluster.Cluster {
+	t.Helper()
+	if why := rediscluster.Available(); why != "" {
+		t.Fatalf("cannot start a Redis Cluster (scripts/test.sh installs redis-server): %s", why)
+	}
+	c, err := rediscluster.Start(ctx, 3, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	return c
 }
 
 func needBroker(t *testing.T, broker string) {
@@ -128,15 +145,25 @@ func statsNodes(t *testing.T, ctx context.Context, s *server) (int, map[string]a
 // forgotten within the TTL (a user with a device elsewhere stays), and a
 // restarted node rejoins.
 func TestThreeNodeCluster(t *testing.T) {
-	for _, broker := range []string{"redis", "nats"} {
-		t.Run(broker, func(t *testing.T) {
-			needBroker(t, broker)
+	for _, kind := range []string{"redis", "nats", "redis-cluster"} {
+		t.Run(kind, func(t *testing.T) {
 			ctx := testContext(t, 120*time.Second)
+			broker, extra := kind, []string(nil)
+			if kind == "redis-cluster" {
+				// A Redis Cluster of 3 masters and 3 replicas, one member's
+				// address given: the nodes find the rest.
+				broker, extra = "redis", []string{"--redis-url=" + startRedisCluster(t, ctx).URL()}
+			} else {
+				needBroker(t, broker)
+			}
 			cluster := fmt.Sprintf("c%x", rand.Uint64())
 			const room = "lobby"
-			a := startServer(t, ctx, append(clusterArgs(broker, cluster, 2), "--node-id=a")...)
-			b := startServer(t, ctx, append(clusterArgs(broker, cluster, 3), "--node-id=b")...)
-			c := startServer(t, ctx, append(clusterArgs(broker, cluster, 4), "--node-id=c")...)
+			nodeArgs := func(host int, id string) []string {
+				return append(append(clusterArgs(broker, cluster, host), "--node-id="+id), extra...)
+			}
+			a := startServer(t, ctx, nodeArgs(2, "a")...)
+			b := startServer(t, ctx, nodeArgs(3, "b")...)
+			c := startServer(t, ctx, nodeArgs(4, "c")...)
 			waitNodes := func(want int, nodes ...*server) {
 				t.Helper()
 				for _, n := range nodes {
@@ -239,7 +266,7 @@ func TestThreeNodeCluster(t *testing.T) {
 			}
 
 			// b comes back (a new process, same name) and erin with it.
-			b2 := startServer(t, ctx, append(clusterArgs(broker, cluster, 3), "--node-id=b")...)
+			b2 := startServer(t, ctx, nodeArgs(3, "b")...)
 			waitNodes(3, a, b2, c)
 			clusterClient(t, ctx, b2, "erin", room)
 			if _, err := watcher.expect(ctx, "erin's join via the restarted node", func(f frame) bool {
