@@ -336,3 +336,73 @@ func TestClusterUserLimit(t *testing.T) {
 	t.Parallel()
 	clusterSuite(needCluster(t)).UserLimit(t, uniquePrefix())
 }
+
+// TestClusterSlotMove moves the slot of a partition to another master
+// while a node is subscribed to a room in it: Redis unsubscribes the
+// node's connection by itself, and the node reconnects the partition to
+// the slot's new owner and hears the room again.
+func TestClusterSlotMove(t *testing.T) {
+	if why := rediscluster.Available(); why != "" || os.Getenv("REDIS_CLUSTER_URL") != "" {
+		if why != "" && os.Getenv("SWITCHBOARD_REQUIRE_CLUSTERS") != "" {
+			t.Fatal("scripts/test.sh requires a Redis Cluster: " + why)
+		}
+		t.Skip("skipping: needs a cluster of its own: " + why)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c, err := rediscluster.Start(ctx, 3, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	url := c.URL()
+	prefix := uniquePrefix()
+	s := clusterSuite(url)
+	recv, pub := s.Node(t, prefix), s.Node(t, prefix)
+	rb := recv.B.(*Broker)
+	rb.opts.MaxBackoff = 300 * time.Millisecond
+	if err := recv.B.Subscribe(ctx, "room:moving"); err != nil {
+		t.Fatal(err)
+	}
+	must(t, pub.B.Publish(ctx, "room:moving", []byte("before")))
+	recv.C.WaitN(t, "room:moving", 1)
+
+	slot := keySlot(clusterName(prefix, "room:moving"))
+	from, err := c.MasterOf(ctx, slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var to *rediscluster.Node
+	for _, m := range c.Masters(ctx) {
+		if m != from {
+			to = m
+			break
+		}
+	}
+	if err := c.MoveSlot(ctx, slot, to); err != nil {
+		t.Fatalf("move slot %d: %v", slot, err)
+	}
+	t.Logf("moved slot %d from %s to %s", slot, from.Addr(), to.Addr())
+	brokertest.Eventually(t, "the room heard again after the slot moved", func() bool {
+		_ = pub.B.Publish(ctx, "room:moving", []byte("after"))
+		for _, p := range recv.C.On("room:moving") {
+			if string(p) == "after" {
+				return true
+			}
+		}
+		return false
+	})
+	if n := shardSubscribers(t, url, clusterName(prefix, "room:moving")); n != 1 {
+		t.Fatalf("SHARDNUMSUB on the new owner = %d, want 1", n)
+	}
+	if st := rb.Stats(); st.Reconnects < 1 {
+		t.Fatalf("stats %+v: the partition did not reconnect", st)
+	}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

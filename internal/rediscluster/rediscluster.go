@@ -180,6 +180,78 @@ func (c *Cluster) live() []*Node {
 	return out
 }
 
+// MoveSlot migrates slot, with its keys, from the master serving it to
+// the master to, the way resharding does: IMPORTING / MIGRATING, MIGRATE
+// of each key, then SETSLOT NODE on every master.
+func (c *Cluster) MoveSlot(ctx context.Context, slot int, to *Node) error {
+	from, err := c.MasterOf(ctx, slot)
+	if err != nil {
+		return err
+	}
+	if from == to {
+		return nil
+	}
+	src := redis.NewClient(&redis.Options{Addr: from.Addr(), MaxRetries: -1, DisableIdentity: true})
+	defer src.Close()
+	dst := redis.NewClient(&redis.Options{Addr: to.Addr(), MaxRetries: -1, DisableIdentity: true})
+	defer dst.Close()
+	srcID, err := src.ClusterMyID(ctx).Result()
+	if err != nil {
+		return err
+	}
+	dstID, err := dst.ClusterMyID(ctx).Result()
+	if err != nil {
+		return err
+	}
+	s := strconv.Itoa(slot)
+	if err := dst.Do(ctx, "CLUSTER", "SETSLOT", s, "IMPORTING", srcID).Err(); err != nil {
+		return fmt.Errorf("importing: %w", err)
+	}
+	if err := src.Do(ctx, "CLUSTER", "SETSLOT", s, "MIGRATING", dstID).Err(); err != nil {
+		return fmt.Errorf("migrating: %w", err)
+	}
+	for {
+		keys, err := src.ClusterGetKeysInSlot(ctx, slot, 100).Result()
+		if err != nil {
+			return err
+		}
+		if len(keys) == 0 {
+			break
+		}
+		for _, k := range keys {
+			if err := src.Migrate(ctx, "127.0.0.1", strconv.Itoa(to.Port), k, 0, 5*time.Second).Err(); err != nil {
+				return fmt.Errorf("migrate %s: %w", k, err)
+			}
+		}
+	}
+	for _, n := range c.live() {
+		cl := redis.NewClient(&redis.Options{Addr: n.Addr(), MaxRetries: -1, DisableIdentity: true})
+		role, _ := cl.Do(ctx, "ROLE").Slice()
+		if len(role) > 0 && role[0] == "master" {
+			if err := cl.Do(ctx, "CLUSTER", "SETSLOT", s, "NODE", dstID).Err(); err != nil {
+				_ = cl.Close()
+				return fmt.Errorf("setslot node on %s: %w", n.Addr(), err)
+			}
+		}
+		_ = cl.Close()
+	}
+	return nil
+}
+
+// Masters lists the live masters.
+func (c *Cluster) Masters(ctx context.Context) []*Node {
+	var out []*Node
+	for _, n := range c.live() {
+		cl := redis.NewClient(&redis.Options{Addr: n.Addr(), MaxRetries: -1, DisableIdentity: true})
+		role, _ := cl.Do(ctx, "ROLE").Slice()
+		_ = cl.Close()
+		if len(role) > 0 && role[0] == "master" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // Kill sends SIGKILL to n and waits for it to exit.
 func (c *Cluster) Kill(n *Node) error {
 	if err := n.cmd.Process.Signal(syscall.SIGKILL); err != nil {
