@@ -28,6 +28,8 @@ Usage:
   switchboard [serve] [flags]   run a node (default); see 'switchboard serve --help'
   switchboard token --user ID [--ttl 1h] [--rooms 'chat:*,news'] [--issuer I] [--audience A]
                                 mint a development JWT with --jwt-secret / SWITCHBOARD_JWT_SECRET
+  switchboard config init       print a commented YAML file with every setting and its default
+  switchboard config check FILE validate a YAML file the way serve would (--config FILE)
   switchboard bench idle|fanout [flags]
                                 measure memory per connection, fan-out and latency
 `
@@ -49,6 +51,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = token(args, stdout, stderr)
 	case "bench":
 		err = bench(args, stdout, stderr)
+	case "config":
+		err = configCmd(args, stdout)
 	case "help":
 		_, _ = io.WriteString(stdout, usage)
 		return 0
@@ -64,6 +68,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// configCmd writes an example file (init) or validates one (check).
+func configCmd(args []string, stdout io.Writer) error {
+	switch {
+	case len(args) == 1 && args[0] == "init":
+		return config.WriteExample(stdout)
+	case len(args) == 2 && args[0] == "check":
+		cfg, err := config.Check(args[1])
+		if err != nil {
+			return fmt.Errorf("%s is not valid:\n%w", args[1], err)
+		}
+		_, err = fmt.Fprintf(stdout, "%s is valid: broker %s, listening on %s\n", args[1], cfg.Broker, cfg.Addr)
+		return err
+	}
+	return errors.New("usage: switchboard config init | switchboard config check FILE")
 }
 
 func serve(args []string, stderr io.Writer) error {

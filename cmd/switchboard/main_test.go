@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -20,5 +22,34 @@ func TestTokenUsageHidesTheSecret(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if err := token([]string{"--user", "a"}, &out, &errOut); err != nil || strings.Count(out.String(), ".") != 2 {
 		t.Fatalf("token from the environment's secret: %q %v", out.String(), err)
+	}
+}
+
+// config init prints a file that config check accepts; a broken file is
+// refused with exit status 1 and its problems.
+func TestConfigInitAndCheck(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"config", "init"}, &out, &errOut); code != 0 {
+		t.Fatalf("config init: %d %s", code, errOut.String())
+	}
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	if err := os.WriteFile(good, out.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if code := run([]string{"config", "check", good}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "is valid") {
+		t.Fatalf("config check of the example: %d %q %s", code, out.String(), errOut.String())
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("broker: kafka\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	errOut.Reset()
+	if code := run([]string{"config", "check", bad}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), `--broker must be`) {
+		t.Fatalf("config check of a bad file: %d %s", code, errOut.String())
+	}
+	if code := run([]string{"config"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "usage: switchboard config") {
+		t.Fatalf("config without a subcommand: %d %s", code, errOut.String())
 	}
 }
