@@ -9,7 +9,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboardhq/switchboard"
 	"github.com/switchboardhq/switchboard/history"
+	"github.com/switchboardhq/switchboard/internal/brokertest"
 	"github.com/switchboardhq/switchboard/internal/testkit"
 )
 
@@ -173,4 +175,20 @@ func TestURLList(t *testing.T) {
 			t.Errorf("New(%q): %v", u, err)
 		}
 	}
+}
+
+// TestClusterHubFailover: three hubs, each on its own server of a NATS
+// cluster, with history replicated three times; the server of hub a is
+// shut down mid-traffic. The hubs follow without any client reconnecting,
+// presence converges, and a client coming back is given exactly what it
+// missed or told recovered:false with a new epoch.
+func TestClusterHubFailover(t *testing.T) {
+	c := runCluster(t, 3)
+	next := 0
+	s := brokertest.Suite{Make: func(t *testing.T, ns string) switchboard.Broker {
+		b := clusterBroker(t, c, next%3, Options{Prefix: ns, HistoryReplicas: 3})
+		next++
+		return b
+	}}
+	s.Failover(t, uniquePrefix(), func(t *testing.T) { c.stop(0) }, 30*time.Second)
 }

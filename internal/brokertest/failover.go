@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboardhq/switchboard"
 )
 
 // Failover runs three hubs of namespace ns with history for room "kept",
@@ -17,6 +19,7 @@ import (
 //     themselves);
 //   - every member receives it on the connection it had before the kill
 //     (no client reconnected), and the publishes it saw arrived in order;
+//   - every node's presence lists the members again;
 //   - a member coming back with the newest offset it saw before the kill is
 //     either given exactly what it missed (recovered:true, same epoch) or
 //     told recovered:false with a new epoch: never a recovery that skips a
@@ -25,7 +28,7 @@ func (s Suite) Failover(t *testing.T, ns string, kill func(t *testing.T), bound 
 	ctx := context.Background()
 	hubA, srvA := historyNode(t, s.Make(t, ns), "a")
 	hubB, srvB := historyNode(t, s.Make(t, ns), "b")
-	_, srvC := historyNode(t, s.Make(t, ns), "c")
+	hubC, srvC := historyNode(t, s.Make(t, ns), "c")
 	members := []*client{dial(t, srvA, "xa"), dial(t, srvB, "xb"), dial(t, srvC, "xc")}
 	var epoch string
 	for i, m := range members {
@@ -107,6 +110,15 @@ func (s Suite) Failover(t *testing.T, ns string, kill func(t *testing.T), bound 
 		}
 	}
 	t.Logf("every member received again %v after the kill", time.Since(killed).Round(time.Millisecond))
+
+	// Presence converges: every node lists the three members again.
+	for _, h := range []*switchboard.Hub{hubA, hubB, hubC} {
+		Eventually(t, "presence converges after the failover", func() bool {
+			users, err := h.RoomUsers(ctx, "kept")
+			return err == nil && strings.Join(users, ",") == "xa,xb,xc"
+		})
+	}
+	t.Logf("presence converged %v after the kill", time.Since(killed).Round(time.Millisecond))
 
 	// A member coming back with what it saw before the kill.
 	back := dial(t, srvC, "back")
