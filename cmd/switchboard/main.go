@@ -30,6 +30,8 @@ Usage:
                                 mint a development JWT with --jwt-secret / SWITCHBOARD_JWT_SECRET
   switchboard config init       print a commented YAML file with every setting and its default
   switchboard config check FILE validate a YAML file the way serve would (--config FILE)
+  switchboard health [--addr host:port] [--ready]
+                                exit 0 when a running node answers /healthz (/readyz)
   switchboard bench idle|fanout [flags]
                                 measure memory per connection, fan-out and latency
 `
@@ -53,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = bench(args, stdout, stderr)
 	case "config":
 		err = configCmd(args, stdout)
+	case "health":
+		err = health(args, stdout, stderr)
 	case "help":
 		_, _ = io.WriteString(stdout, usage)
 		return 0

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,5 +53,27 @@ func TestConfigInitAndCheck(t *testing.T) {
 	}
 	if code := run([]string{"config"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "usage: switchboard config") {
 		t.Fatalf("config without a subcommand: %d %s", code, errOut.String())
+	}
+}
+
+// health exits 0 for a node that answers 200 and 1 otherwise.
+func TestHealth(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/readyz" {
+			http.Error(w, "broker unreachable", http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	var out, errOut bytes.Buffer
+	if code := run([]string{"health", "--addr", addr}, &out, &errOut); code != 0 {
+		t.Fatalf("health: %d %s", code, errOut.String())
+	}
+	if code := run([]string{"health", "--addr", addr, "--ready"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "503") {
+		t.Fatalf("health --ready of a node not ready: %d %s", code, errOut.String())
+	}
+	srv.Close()
+	if code := run([]string{"health", "--addr", addr, "--timeout", "1s"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "no answer") {
+		t.Fatalf("health of a stopped node: %d %s", code, errOut.String())
 	}
 }
