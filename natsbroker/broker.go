@@ -157,6 +157,7 @@ type Broker struct {
 	published, publishErrors, delivered, dropped, reconnects atomic.Uint64
 
 	hist histState
+	idem idemBucket // Idempotency-Keys, see idempotency.go
 }
 
 // New checks opts and prepares a Broker; nothing connects until Start.

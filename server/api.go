@@ -63,6 +63,7 @@ type api struct {
 	keys    [][sha256.Size]byte // SHA-256 of each API key
 	routes  map[string]apiRoute // by path
 	idem    *idemStore
+	shared  *sharedIdem // cluster-wide Idempotency-Keys, if the broker keeps them (then idem is unused)
 	refusal refusalLog
 }
 

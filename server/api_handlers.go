@@ -196,6 +196,10 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request, key int) {
 			fmt.Sprintf("Idempotency-Key must be 1 to %d printable ASCII characters", idempotencyKeyMax))
 		return
 	}
+	if a.shared != nil {
+		a.publishShared(w, r, &req, key, idemKey, body)
+		return
+	}
 	scope := strconv.Itoa(key) + "\x00" + routePublish + "\x00" + idemKey
 	outcome, e, err := a.idem.begin(r.Context(), scope, sha256.Sum256(body))
 	switch {

@@ -39,6 +39,7 @@ type scenario struct {
 	closed                           bool // send to a node whose hub is closed (5xx)
 	storeDown                        bool // send to a node whose history store fails
 	brokerDown                       bool // send to a node whose broker is unreachable
+	inFlight                         bool // send to a node whose shared Idempotency-Key "spec" is pending
 	before                           func(h http.Handler)
 }
 
@@ -51,6 +52,7 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 	// Nothing listens on port 1: the node starts (after its 5 s wait) and
 	// serves with its broker down.
 	brokerDown, _ := testServer(t, "--api-key=k", "--broker=redis", "--redis-url=redis://127.0.0.1:1/0")
+	inFlight, inFlightAPI, inFlightStore := withFakeStore(t)
 	h := srv.Handler()
 
 	rec := call(t, h, "GET", "/api/openapi.json", "", "") // no key needed
@@ -85,6 +87,10 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 			s.before = func(h http.Handler) {
 				call(t, h, "POST", "/api/publish", "k", pub, "Idempotency-Key", "spec")
 			}
+		}),
+		"POST /api/publish 409": with(post("/api/publish", pub), func(s *scenario) {
+			s.hdr, s.inFlight = []string{"Idempotency-Key", "spec"}, true
+			inFlightStore.values[inFlightAPI.sharedKey(0, routePublish, "spec")] = pendingEntry(pub)
 		}),
 		"POST /api/publish 500":     with(post("/api/publish", pub), func(s *scenario) { s.closed = true }),
 		"POST /api/publish 503":     with(post("/api/publish", pub), func(s *scenario) { s.brokerDown = true }),
@@ -138,6 +144,8 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 					target = storeDown.Handler()
 				case sc.brokerDown:
 					target = brokerDown.Handler()
+				case sc.inFlight:
+					target = inFlight.Handler()
 				}
 				if sc.before != nil {
 					sc.before(target)

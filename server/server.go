@@ -119,7 +119,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	s.mux.Handle("GET /metrics", m.handler())
 	s.api = http.HandlerFunc(apiOff)
 	if len(cfg.APIKeys) > 0 {
-		s.api = newAPI(hub, cfg.APIKeys, log, m)
+		a := newAPI(hub, cfg.APIKeys, log, m)
+		a.shared = sharedIdempotency(broker)
+		s.api = a
 	}
 	s.mux.Handle("GET /", web.Handler())
 	return s, nil
