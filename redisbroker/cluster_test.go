@@ -294,19 +294,9 @@ func TestClusterRefusesDatabase(t *testing.T) {
 // recovered:false with a new epoch (the replica may lack the newest
 // writes), never a silently wrong recovery.
 func TestClusterFailover(t *testing.T) {
-	if why := rediscluster.Available(); why != "" || os.Getenv("REDIS_CLUSTER_URL") != "" {
-		if why != "" && os.Getenv("SWITCHBOARD_REQUIRE_CLUSTERS") != "" {
-			t.Fatal("scripts/test.sh requires a Redis Cluster: " + why)
-		}
-		t.Skip("skipping: needs a cluster of its own: " + why)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	c, err := rediscluster.Start(ctx, 3, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop()
+	c := ownCluster(t, ctx, 1)
 	url := c.URL()
 	ns := uniquePrefix()
 	s := clusterSuite(url)
@@ -342,19 +332,9 @@ func TestClusterUserLimit(t *testing.T) {
 // node's connection by itself, and the node reconnects the partition to
 // the slot's new owner and hears the room again.
 func TestClusterSlotMove(t *testing.T) {
-	if why := rediscluster.Available(); why != "" || os.Getenv("REDIS_CLUSTER_URL") != "" {
-		if why != "" && os.Getenv("SWITCHBOARD_REQUIRE_CLUSTERS") != "" {
-			t.Fatal("scripts/test.sh requires a Redis Cluster: " + why)
-		}
-		t.Skip("skipping: needs a cluster of its own: " + why)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	c, err := rediscluster.Start(ctx, 3, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop()
+	c := ownCluster(t, ctx, 0)
 	url := c.URL()
 	prefix := uniquePrefix()
 	s := clusterSuite(url)
@@ -405,4 +385,22 @@ func must(t testing.TB, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// ownCluster starts a cluster of 3 masters with replicas each for one test
+// (one that kills or reshapes it), stopped when the test ends.
+func ownCluster(t *testing.T, ctx context.Context, replicas int) *rediscluster.Cluster {
+	t.Helper()
+	if why := rediscluster.Available(); why != "" || os.Getenv("REDIS_CLUSTER_URL") != "" {
+		if why != "" && os.Getenv("SWITCHBOARD_REQUIRE_CLUSTERS") != "" {
+			t.Fatal("scripts/test.sh requires a Redis Cluster: " + why)
+		}
+		t.Skip("skipping: needs a cluster of its own: " + why)
+	}
+	c, err := rediscluster.Start(ctx, 3, replicas)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	return c
 }
