@@ -122,17 +122,6 @@ func (c *cluster) stop(i int) {
 	c.servers[i].WaitForShutdown()
 }
 
-// live is every server still running.
-func (c *cluster) live() []*server.Server {
-	var out []*server.Server
-	for _, s := range c.servers {
-		if s.Running() {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
 func (c *cluster) shutdown() {
 	for _, s := range c.servers {
 		s.Shutdown()

@@ -141,22 +141,51 @@ func (c *Cluster) Nodes() []*Node {
 	return append([]*Node(nil), c.nodes...)
 }
 
-// MasterOf is the node serving slot now, by CLUSTER SLOTS of a live node.
+// MasterOf is the node serving slot now, by CLUSTER SHARDS of a live node.
 func (c *Cluster) MasterOf(ctx context.Context, slot int) (*Node, error) {
 	for _, n := range c.live() {
 		cl := redis.NewClient(&redis.Options{Addr: n.Addr(), MaxRetries: -1, DisableIdentity: true})
-		slots, err := cl.ClusterSlots(ctx).Result()
+		ranges, err := slotMasters(ctx, cl)
 		_ = cl.Close()
 		if err != nil {
 			continue
 		}
-		for _, s := range slots {
-			if slot >= s.Start && slot <= s.End && len(s.Nodes) > 0 {
-				return c.byAddr(s.Nodes[0].Addr), nil
+		for _, r := range ranges {
+			if slot >= r.start && slot <= r.end && r.master != "" {
+				return c.byAddr(r.master), nil
 			}
 		}
 	}
 	return nil, fmt.Errorf("no live node knows who serves slot %d", slot)
+}
+
+// slotRange is a range of slots and the address of its online master ("" if
+// the shard has none).
+type slotRange struct {
+	start, end int
+	master     string
+}
+
+// slotMasters reads CLUSTER SHARDS: each shard's slot ranges and the master
+// of the shard that the asked node believes online.
+func slotMasters(ctx context.Context, cl *redis.Client) ([]slotRange, error) {
+	shards, err := cl.ClusterShards(ctx).Result()
+	if err != nil {
+		return nil, err
+	}
+	var out []slotRange
+	for _, sh := range shards {
+		master := ""
+		for _, n := range sh.Nodes {
+			if n.Role == "master" && n.Health == "online" {
+				master = net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10))
+			}
+		}
+		for _, r := range sh.Slots {
+			out = append(out, slotRange{start: int(r.Start), end: int(r.End), master: master})
+		}
+	}
+	return out, nil
 }
 
 func (c *Cluster) byAddr(addr string) *Node {
@@ -294,9 +323,9 @@ func (c *Cluster) healthy(ctx context.Context) error {
 	for _, n := range live {
 		cl := redis.NewClient(&redis.Options{Addr: n.Addr(), MaxRetries: -1, DisableIdentity: true})
 		info, err := cl.ClusterInfo(ctx).Result()
-		var slots []redis.ClusterSlot
+		var slots []slotRange
 		if err == nil {
-			slots, err = cl.ClusterSlots(ctx).Result()
+			slots, err = slotMasters(ctx, cl)
 		}
 		var repl string
 		if err == nil {
@@ -316,10 +345,10 @@ func (c *Cluster) healthy(ctx context.Context) error {
 		}
 		covered := 0
 		for _, s := range slots {
-			if len(s.Nodes) == 0 || !alive[s.Nodes[0].Addr] {
-				return fmt.Errorf("%s: slots %d-%d have no live master", n.Addr(), s.Start, s.End)
+			if !alive[s.master] {
+				return fmt.Errorf("%s: slots %d-%d have no live master", n.Addr(), s.start, s.end)
 			}
-			covered += s.End - s.Start + 1
+			covered += s.end - s.start + 1
 		}
 		if covered != 16384 {
 			return fmt.Errorf("%s: %d of 16384 slots served", n.Addr(), covered)
