@@ -51,6 +51,7 @@ var rules = map[string]rule{
 	"server": {
 		project: []string{"", "internal/protocol", "natsbroker", "redisbroker", "server/config", "web"},
 	},
+	"client":          {forbidden: leaves},
 	"cmd/switchboard": {project: []string{"internal/floor", "internal/loadgen", "internal/rediscluster", "server", "server/config"}},
 	"e2e":             {},
 }
