@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboardhq/switchboard"
+	"github.com/switchboardhq/switchboard/internal/brokertest"
 	"github.com/switchboardhq/switchboard/internal/testkit"
 )
 
@@ -49,49 +49,8 @@ func TestIdempotencyStore(t *testing.T) {
 		// Keys outside the KV alphabet are hashed.
 		key := "api key 0/publish\x00order #1"
 
-		if _, claimed, err := a.ClaimIdempotency(ctx, key, []byte("pending"), ttl); err != nil || !claimed {
-			t.Fatalf("first claim: claimed %v, %v", claimed, err)
-		}
-		present, claimed, err := b.ClaimIdempotency(ctx, key, []byte("other"), ttl)
-		if err != nil || claimed || string(present) != "pending" {
-			t.Fatalf("second claim on another node: %q claimed %v, %v; want the first value", present, claimed, err)
-		}
-		if err := a.SetIdempotency(ctx, key, []byte("done"), ttl); err != nil {
-			t.Fatal(err)
-		}
-		if present, _, _ := b.ClaimIdempotency(ctx, key, []byte("other"), ttl); string(present) != "done" {
-			t.Fatalf("after the answer: %q", present)
-		}
-		if err := b.DeleteIdempotency(ctx, key); err != nil {
-			t.Fatal(err)
-		}
-		if _, claimed, err := a.ClaimIdempotency(ctx, key, []byte("again"), ttl); err != nil || !claimed {
-			t.Fatalf("claim after delete: claimed %v, %v", claimed, err)
-		}
-
-		const keys, tries = 16, 8
-		wins := make([]int, keys)
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		for i := range keys * tries {
-			wg.Go(func() {
-				_, claimed, err := nodes[i%2].ClaimIdempotency(ctx, fmt.Sprint("c", i%keys), []byte("v"), ttl)
-				if err != nil {
-					t.Error(err)
-				}
-				if claimed {
-					mu.Lock()
-					wins[i%keys]++
-					mu.Unlock()
-				}
-			})
-		}
-		wg.Wait()
-		for k, n := range wins {
-			if n != 1 {
-				t.Errorf("key c%d claimed %d times", k, n)
-			}
-		}
+		brokertest.IdempotencyLifecycle(t, ctx, a, b, key, ttl)
+		brokertest.OneClaimEach(t, ctx, []brokertest.IdempotencyStore{a, b}, 16, 8, ttl)
 
 		// The bucket deleted under the nodes (an operator's act) is made
 		// again by the next calls. The first may fail (nats-server 2.9

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/switchboardhq/switchboard"
+	"github.com/switchboardhq/switchboard/internal/brokertest"
 	"github.com/switchboardhq/switchboard/internal/testkit"
 )
 
@@ -47,56 +47,15 @@ func testIdempotencyStore(t *testing.T, url string) {
 	a, b := nodes[0], nodes[1]
 	const ttl = time.Minute
 
-	// Claimed on one node, seen from the other.
-	if _, claimed, err := a.ClaimIdempotency(ctx, "k1", []byte("pending"), ttl); err != nil || !claimed {
-		t.Fatalf("first claim: claimed %v, %v", claimed, err)
-	}
-	present, claimed, err := b.ClaimIdempotency(ctx, "k1", []byte("other"), ttl)
-	if err != nil || claimed || string(present) != "pending" {
-		t.Fatalf("second claim on another node: %q claimed %v, %v; want the first value", present, claimed, err)
-	}
-	if err := a.SetIdempotency(ctx, "k1", []byte("done"), ttl); err != nil {
-		t.Fatal(err)
-	}
-	if present, _, _ := b.ClaimIdempotency(ctx, "k1", []byte("other"), ttl); string(present) != "done" {
-		t.Fatalf("after the answer: %q", present)
-	}
-	// Deleted (a failed first request): the next claim wins.
-	if err := b.DeleteIdempotency(ctx, "k1"); err != nil {
-		t.Fatal(err)
-	}
-	if _, claimed, err := b.ClaimIdempotency(ctx, "k1", []byte("again"), ttl); err != nil || !claimed {
-		t.Fatalf("claim after delete: claimed %v, %v", claimed, err)
-	}
+	// Claimed on one node, seen from the other, answered, deleted.
+	brokertest.IdempotencyLifecycle(t, ctx, a, b, "k1", ttl)
 	if err := a.DeleteIdempotency(ctx, "never-claimed"); err != nil {
 		t.Fatalf("deleting an absent key: %v", err)
 	}
 
 	// Concurrent claims of many keys from both nodes: one winner each (in
 	// a cluster the keys land on every shard).
-	const keys, tries = 32, 8
-	wins := make([]int, keys)
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for i := range keys * tries {
-		wg.Go(func() {
-			_, claimed, err := nodes[i%2].ClaimIdempotency(ctx, fmt.Sprint("c", i%keys), []byte("v"), ttl)
-			if err != nil {
-				t.Error(err)
-			}
-			if claimed {
-				mu.Lock()
-				wins[i%keys]++
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	for k, n := range wins {
-		if n != 1 {
-			t.Errorf("key c%d claimed %d times", k, n)
-		}
-	}
+	brokertest.OneClaimEach(t, ctx, []brokertest.IdempotencyStore{a, b}, 32, 8, ttl)
 
 	// Expiry: a short TTL frees the key, both after a claim and after Set.
 	short := 200 * time.Millisecond
