@@ -123,12 +123,11 @@ type message struct {
 // Broker is a switchboard.Broker on Redis. Create it with New; the hub
 // starts it and closes it.
 type Broker struct {
-	opts    Options
-	log     *slog.Logger
-	ropts   *redis.Options // the first seed's
-	seeds   []string
-	topo    atomic.Pointer[topology] // nil until Start found it
-	cluster atomic.Bool
+	opts  Options
+	log   *slog.Logger
+	ropts *redis.Options // the first seed's
+	seeds []string
+	topo  atomic.Pointer[topology] // nil until Start found it
 
 	queue     chan message
 	stopPub   chan struct{} // closed by Close: the publisher flushes and ends
@@ -277,7 +276,7 @@ func (b *Broker) run() {
 		if b.ctx.Err() != nil {
 			return
 		}
-		if permanentProbeError(err) {
+		if errors.Is(err, errMisconfigured) {
 			b.log.Error("cannot use this Redis; fix --redis-url", "error", err)
 			return
 		}
@@ -309,7 +308,6 @@ func (b *Broker) run() {
 		_ = t.client.Close()
 		return
 	}
-	b.cluster.Store(t.cluster)
 	b.topo.Store(t)
 	b.mu.Unlock()
 	if t.cluster {
@@ -335,7 +333,10 @@ func (b *Broker) Ready() bool {
 
 // Cluster reports whether the broker found a Redis Cluster (false until
 // Start has reached Redis).
-func (b *Broker) Cluster() bool { return b.cluster.Load() }
+func (b *Broker) Cluster() bool {
+	t := b.topo.Load()
+	return t != nil && t.cluster
+}
 
 // Stats returns the broker's counters.
 func (b *Broker) Stats() Stats {

@@ -2,6 +2,7 @@ package redisbroker
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"sync"
@@ -283,7 +284,7 @@ func TestClusterRefusesDatabase(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, _, err = probe(ctx, o, seeds)
-	if err == nil || !permanentProbeError(err) || !strings.Contains(err.Error(), "database 0") {
+	if !errors.Is(err, errMisconfigured) || !strings.Contains(err.Error(), "database 0") {
 		t.Fatalf("probe with /3: %v", err)
 	}
 }
@@ -403,4 +404,15 @@ func ownCluster(t *testing.T, ctx context.Context, replicas int) *rediscluster.C
 	}
 	t.Cleanup(c.Stop)
 	return c
+}
+
+// keySlot is the cluster slot of key (of its hash tag, if it has one), as
+// CLUSTER KEYSLOT computes it.
+func keySlot(key string) int {
+	if s := strings.IndexByte(key, '{'); s >= 0 {
+		if e := strings.IndexByte(key[s+1:], '}'); e > 0 {
+			key = key[s+1 : s+1+e]
+		}
+	}
+	return int(crc16(key)) % clusterSlots
 }

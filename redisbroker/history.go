@@ -110,9 +110,9 @@ func (b *Broker) generationKey(t *topology, i int) string {
 	return b.opts.Prefix + t.tags[i] + "history-generation"
 }
 
-// historyTopology is the topology for a history call; ErrNotReady before
-// Start has reached Redis.
-func (b *Broker) historyTopology() (*topology, error) {
+// liveTopology is the topology for a history or idempotency call;
+// ErrNotReady before Start has reached Redis.
+func (b *Broker) liveTopology() (*topology, error) {
 	if b.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -142,7 +142,7 @@ func (b *Broker) historyBounds() (size int64, ttlMillis int64) {
 
 // Append implements switchboard.History.
 func (b *Broker) Append(ctx context.Context, stream, channel string, head, tail []byte) (uint64, string, error) {
-	t, err := b.historyTopology()
+	t, err := b.liveTopology()
 	if err != nil {
 		return 0, "", err
 	}
@@ -173,7 +173,7 @@ func (b *Broker) Append(ctx context.Context, stream, channel string, head, tail 
 
 // Read implements switchboard.History.
 func (b *Broker) Read(ctx context.Context, stream string, since uint64, limit int) (history.Page, error) {
-	t, err := b.historyTopology()
+	t, err := b.liveTopology()
 	if err != nil {
 		return history.Page{}, err
 	}

@@ -28,7 +28,7 @@ func (b *Broker) ClaimIdempotency(ctx context.Context, key string, value []byte,
 	if ttl < time.Millisecond { // PX 0 would be refused, no TTL would keep it forever
 		return nil, false, errors.New("redisbroker: idempotency TTL must be at least 1ms")
 	}
-	t, err := b.historyTopology() // the same readiness as history
+	t, err := b.liveTopology()
 	if err != nil {
 		return nil, false, err
 	}
@@ -58,7 +58,7 @@ func (b *Broker) SetIdempotency(ctx context.Context, key string, value []byte, t
 	if ttl < time.Millisecond {
 		return errors.New("redisbroker: idempotency TTL must be at least 1ms")
 	}
-	t, err := b.historyTopology()
+	t, err := b.liveTopology()
 	if err != nil {
 		return err
 	}
@@ -70,7 +70,7 @@ func (b *Broker) SetIdempotency(ctx context.Context, key string, value []byte, t
 
 // DeleteIdempotency removes key.
 func (b *Broker) DeleteIdempotency(ctx context.Context, key string) error {
-	t, err := b.historyTopology()
+	t, err := b.liveTopology()
 	if err != nil {
 		return err
 	}

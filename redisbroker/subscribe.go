@@ -213,7 +213,7 @@ func (b *Broker) subscriber(t *topology, s *shard) {
 		}
 		attempt = 0
 		err = b.receive(t, s, ps)
-		b.drop(s, ps)
+		b.drop(t, s, ps)
 		if b.ctx.Err() != nil {
 			return
 		}
@@ -281,7 +281,7 @@ func (b *Broker) connect(t *topology, s *shard) (*redis.PubSub, error) {
 		return ps, nil
 	}
 	if err := subscribe(t, ps, chans); err != nil {
-		b.drop(s, ps)
+		b.drop(t, s, ps)
 		return nil, err
 	}
 	return ps, nil
@@ -313,11 +313,10 @@ func (b *Broker) followMaster(t *topology, cc *redis.ClusterClient, s *shard) er
 }
 
 // drop forgets ps as s's connection and closes it.
-func (b *Broker) drop(s *shard, ps *redis.PubSub) {
+func (b *Broker) drop(t *topology, s *shard, ps *redis.PubSub) {
 	if s.ready.Swap(false) {
 		b.readyShards.Add(-1)
 	}
-	t := b.topo.Load()
 	b.mu.Lock()
 	if s.ps == ps {
 		s.ps = nil
@@ -325,7 +324,7 @@ func (b *Broker) drop(s *shard, ps *redis.PubSub) {
 		clear(s.acks)
 		clear(s.unacks)
 		for ch, w := range b.wanted {
-			if t != nil && partitionOf(ch, len(t.shards)) == s.index {
+			if partitionOf(ch, len(t.shards)) == s.index {
 				w.confirmed = false
 				w.release() // waiters return; the subscription is made on reconnection
 			}

@@ -118,34 +118,29 @@ func probe(ctx context.Context, o *redis.Options, seeds []string) (redis.Univers
 		pctx, cancel := context.WithTimeout(ctx, o.DialTimeout+time.Second)
 		info, err := c.Info(pctx, "cluster").Result()
 		cancel()
+		_ = c.Close()
 		if err != nil {
-			_ = c.Close()
 			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 			continue
 		}
 		if !strings.Contains(info, "cluster_enabled:1") {
 			if len(seeds) > 1 {
-				_ = c.Close()
-				return nil, false, fmt.Errorf("%s is not a Redis Cluster member, but several seeds were given", addr)
+				return nil, false, fmt.Errorf("%w: %s is not a Redis Cluster member, but several seeds were given", errMisconfigured, addr)
 			}
-			_ = c.Close()
 			so.DB = o.DB
 			return redis.NewClient(&so), false, nil
 		}
-		_ = c.Close()
 		if o.DB != 0 {
-			return nil, false, errors.New("a Redis Cluster has only database 0: drop the /N from the URL")
+			return nil, false, fmt.Errorf("%w: a Redis Cluster has only database 0: drop the /N from the URL", errMisconfigured)
 		}
 		return redis.NewClusterClient(clusterOptions(o, seeds)), true, nil
 	}
 	return nil, false, errors.Join(errs...)
 }
 
-// permanentProbeError reports a probe answer that no retry changes.
-func permanentProbeError(err error) bool {
-	s := err.Error()
-	return strings.Contains(s, "not a Redis Cluster member") || strings.Contains(s, "only database 0")
-}
+// errMisconfigured marks a probe answer that no retry changes: the URL
+// must be fixed.
+var errMisconfigured = errors.New("the Redis URL does not fit the server")
 
 // Slot numbering of Redis Cluster: CRC16 (XMODEM) of the key, or of its
 // hash tag, modulo 16384.
@@ -172,16 +167,6 @@ func crc16(s string) uint16 {
 		crc = crc<<8 ^ crc16tab[byte(crc>>8)^s[i]]
 	}
 	return crc
-}
-
-// keySlot is the cluster slot of key (of its hash tag, if it has one).
-func keySlot(key string) int {
-	if s := strings.IndexByte(key, '{'); s >= 0 {
-		if e := strings.IndexByte(key[s+1:], '}'); e > 0 {
-			key = key[s+1 : s+1+e]
-		}
-	}
-	return int(crc16(key)) % clusterSlots
 }
 
 // partitionTags returns n hash tags whose slots are spread evenly over the
