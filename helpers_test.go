@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -122,10 +123,14 @@ func (f frame) str(k string) string { s, _ := f[k].(string); return s }
 // client is a real WebSocket client (coder/websocket) whose frames are
 // read in the background so tests can wait for them with deadlines.
 type client struct {
-	t        *testing.T
-	conn     *websocket.Conn
-	frames   chan frame
-	done     chan struct{}
+	t      *testing.T
+	conn   *websocket.Conn
+	frames chan frame
+	done   chan struct{}
+	// quit, closed by close, frees a readLoop blocked on a full frames
+	// (a test that stopped reading while the server goes on sending).
+	quit     chan struct{}
+	quitOnce sync.Once
 	err      error // read error once done is closed
 	welcome  frame
 	autoPong atomic.Bool
@@ -166,13 +171,10 @@ func dialRaw(s *testServer, query string, hdr http.Header) (*websocket.Conn, *ht
 }
 
 func newClient(t *testing.T, c *websocket.Conn) *client {
-	cl := &client{t: t, conn: c, frames: make(chan frame, 4096), done: make(chan struct{})}
+	cl := &client{t: t, conn: c, frames: make(chan frame, 4096), done: make(chan struct{}), quit: make(chan struct{})}
 	cl.autoPong.Store(true)
 	go cl.readLoop()
-	t.Cleanup(func() {
-		_ = c.CloseNow()
-		<-cl.done
-	})
+	t.Cleanup(cl.close)
 	return cl
 }
 
@@ -193,7 +195,11 @@ func (c *client) readLoop() {
 			_ = c.conn.Write(context.Background(), websocket.MessageText, []byte(`{"type":"pong"}`))
 			continue
 		}
-		c.frames <- f
+		select {
+		case c.frames <- f:
+		case <-c.quit:
+			return
+		}
 	}
 }
 
@@ -422,6 +428,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // close drops the connection at once, as a lost network would.
 func (c *client) close() {
+	c.quitOnce.Do(func() { close(c.quit) })
 	_ = c.conn.CloseNow()
 	<-c.done
 }
