@@ -64,15 +64,23 @@ func Start(ctx context.Context, masters, replicas int) (*Cluster, error) {
 	}
 	c := &Cluster{dir: dir}
 	for range masters * (1 + replicas) {
-		n, err := c.startNode()
-		if err != nil {
-			c.Stop()
-			return nil, err
+		// A free port may be taken by another process before the node
+		// binds it: then the node exits, and a new pair of ports is tried.
+		var err error
+		for attempt := 0; attempt < 3; attempt++ {
+			var n *Node
+			if n, err = c.startNode(); err != nil {
+				break
+			}
+			c.nodes = append(c.nodes, n)
+			if err = waitPing(ctx, n.Addr()); err == nil {
+				break
+			}
+			_ = n.cmd.Process.Kill()
+			<-n.done
+			c.nodes = c.nodes[:len(c.nodes)-1]
 		}
-		c.nodes = append(c.nodes, n)
-	}
-	for _, n := range c.nodes {
-		if err := waitPing(ctx, n.Addr()); err != nil {
+		if err != nil {
 			c.Stop()
 			return nil, err
 		}
