@@ -84,6 +84,36 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, http.StatusForbidden, "origin_not_allowed", "origin_not_allowed")
 		return
 	}
+	sub := wantsSubprotocol(r)
+	h.accept(w, r, acceptSpec{
+		hijack: func(c *Conn) (transport.Transport, func(), func(), error) {
+			return transport.Hijack(w, c.wire(), h.writers, h.opts.Limits.WriteTimeout)
+		},
+		first: func(c *Conn) []byte {
+			first := handshakeResponse(key, sub)
+			welcome := protocol.Welcome(c.id, c.user, h.opts.PingInterval, h.opts.PongTimeout, h.opts.Limits.MaxMessageBytes)
+			return wsframe.AppendFrame(first, wsframe.OpText, welcome)
+		},
+	})
+}
+
+// acceptSpec is what differs between transports when a connection is
+// accepted: how its socket is taken over, and the first bytes it is sent.
+type acceptSpec struct {
+	// hijack takes the socket (see transport.Hijack).
+	hijack func(c *Conn) (t transport.Transport, attach, serve func(), err error)
+	// first returns the response head and the welcome frame, which go
+	// first in the queue so that nothing published meanwhile overtakes
+	// them.
+	first func(c *Conn) []byte
+	// opened, when set, runs once the connection is open, before serve.
+	opened func(c *Conn)
+}
+
+// accept admits an authenticated client (total and per-user limits), takes
+// its socket, registers it and opens it. The caller has checked the
+// transport's own handshake and the origin.
+func (h *Hub) accept(w http.ResponseWriter, r *http.Request, spec acceptSpec) {
 	ident, err := h.opts.Authenticate(r)
 	if err != nil || ident == nil || ident.User == "" {
 		h.refuse(w, http.StatusUnauthorized, "unauthorized", "unauthorized", "error", errString(err))
@@ -108,7 +138,7 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, http.StatusTooManyRequests, "too_many_connections", "too_many_connections", "user_id", c.user)
 		return
 	}
-	t, attach, serve, err := transport.Hijack(w, c.wire(), h.writers, lim.WriteTimeout)
+	t, attach, serve, err := spec.hijack(c)
 	if err != nil {
 		h.reg.removeUserConn(c)
 		unlockUser()
@@ -135,11 +165,9 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 
 	// While starting, c is reachable through the user index (a kick or a
 	// direct message may arrive) but writes nothing and defers any close.
-	// The 101 answer and the welcome frame go first in its queue, so
+	// The response head and the welcome frame go first in its queue, so
 	// nothing published meanwhile can overtake them.
-	first := handshakeResponse(key, wantsSubprotocol(r))
-	welcome := protocol.Welcome(c.id, c.user, h.opts.PingInterval, h.opts.PongTimeout, lim.MaxMessageBytes)
-	first = wsframe.AppendFrame(first, wsframe.OpText, welcome)
+	first := spec.first(c)
 	c.mu.Lock()
 	c.t = t
 	c.queue = append([][]byte{first}, c.queue...)
@@ -166,6 +194,9 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	if evicted != nil {
 		h.closeConn(evicted, CloseReplaced, "replaced")
+	}
+	if spec.opened != nil {
+		spec.opened(c)
 	}
 	serve() // net/http: this goroutine reads until the socket closes
 }

@@ -78,6 +78,10 @@ type Hub struct {
 	// another room's.
 	subs [shardCount]subShard
 
+	// sseSessions maps the id of each event-stream connection to its
+	// session (sse.go); WebSocket connections are not in it.
+	sseSessions sync.Map
+
 	closeOnce sync.Once
 	ctx       context.Context
 	cancel    context.CancelFunc

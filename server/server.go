@@ -110,6 +110,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	m.attachHub(hub, broker)
 	s := &Server{cfg: cfg, log: log, Hub: hub, mux: http.NewServeMux(), keys: keys, metrics: m, hooks: hooks, broker: broker}
 	s.mux.Handle("GET /ws", hub.Handler())
+	sse := hub.SSEHandler()
+	s.mux.Handle("GET /sse", sse)
+	s.mux.Handle("POST /sse", sse)
+	s.mux.Handle("DELETE /sse", sse)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))

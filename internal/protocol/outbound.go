@@ -78,6 +78,15 @@ func Welcome(conn, user string, pingInterval, pongTimeout time.Duration, maxMess
 	return append(dst, '}')
 }
 
+// WelcomeSession is the welcome of an event-stream connection: Welcome
+// plus the transport's name and the session its requests must carry.
+func WelcomeSession(conn, user string, pingInterval, pongTimeout time.Duration, maxMessageBytes int, session string) []byte {
+	dst := Welcome(conn, user, pingInterval, pongTimeout, maxMessageBytes)
+	dst = append(dst[:len(dst)-1], `,"transport":"sse","session":`...)
+	dst = AppendString(dst, session)
+	return append(dst, '}')
+}
+
 // appendSeconds writes whole seconds as integers and shorter intervals
 // (used in tests and by impatient operators) as decimals.
 func appendSeconds(dst []byte, d time.Duration) []byte {
