@@ -72,6 +72,7 @@ func startStd(t *testing.T, opts switchboard.Options) *testServer {
 	hub, logs := newHub(t, opts)
 	mux := http.NewServeMux()
 	mux.Handle("/ws", hub.Handler())
+	mux.Handle("/sse", hub.SSEHandler())
 	srv := httptest.NewServer(mux)
 	t.Cleanup(func() {
 		_ = hub.Close()
@@ -92,6 +93,7 @@ func startNBIO(t *testing.T, opts switchboard.Options) *testServer {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/ws", hub.Handler())
+	mux.Handle("/sse", hub.SSEHandler())
 	engine := nbhttp.NewEngine(nbhttp.Config{
 		Network: "tcp",
 		Addrs:   []string{ln.Addr().String()},

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -85,7 +84,7 @@ func (h *Hub) openSSE(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, http.StatusForbidden, "origin_not_allowed", "origin_not_allowed")
 		return
 	}
-	joins := sseJoins(r)
+	joins, resume := sseJoins(r)
 	var sess *sseSession
 	h.accept(w, r, acceptSpec{
 		hijack: func(c *Conn) (transport.Transport, func(), func(), error) {
@@ -96,7 +95,7 @@ func (h *Hub) openSSE(w http.ResponseWriter, r *http.Request) {
 			}
 			sess = &sseSession{c: c, secret: randomHex(16)}
 			h.sseSessions.Store(c.id, sess)
-			return newSSETransport(t, wire), attach, serve, nil
+			return newSSETransport(t, wire, resume), attach, serve, nil
 		},
 		first: func(c *Conn) []byte {
 			welcome := protocol.WelcomeSession(c.id, c.user, h.opts.PingInterval, h.opts.PongTimeout,
@@ -114,7 +113,7 @@ func (h *Hub) openSSE(w http.ResponseWriter, r *http.Request) {
 // sseJoins builds the join requests of a stream's room parameters: for a
 // plain EventSource (or curl) that cannot POST before it reads. Their acks
 // come as ordinary events, with refs "sse-join-<room>".
-func sseJoins(r *http.Request) []byte {
+func sseJoins(r *http.Request) (body []byte, resume string) {
 	q := r.URL.Query()
 	var rooms []string
 	for _, v := range q["room"] {
@@ -125,17 +124,23 @@ func sseJoins(r *http.Request) []byte {
 		}
 	}
 	var since *uint64
+	epoch := q.Get("epoch")
 	if len(rooms) == 1 {
 		// Offsets are per room: a position means something for one room only.
 		pos := r.Header.Get("Last-Event-ID")
 		if pos == "" {
 			pos = q.Get("since")
 		}
-		if n, err := strconv.ParseUint(strings.TrimSpace(pos), 10, 64); err == nil {
+		if n, e, ok := sse.ParsePosition(pos); ok {
 			since = &n
+			if e != "" {
+				epoch = e
+			}
 		}
 	}
-	var body []byte
+	if len(rooms) == 1 {
+		resume = rooms[0]
+	}
 	for _, room := range rooms {
 		req := struct {
 			Type  string  `json:"type"`
@@ -143,14 +148,14 @@ func sseJoins(r *http.Request) []byte {
 			Room  string  `json:"room"`
 			Since *uint64 `json:"since,omitempty"`
 			Epoch string  `json:"epoch,omitempty"`
-		}{Type: "join", ID: "sse-join-" + room, Room: room, Since: since}
+		}{Type: "join", ID: sse.JoinRef(room), Room: room, Since: since}
 		if since != nil {
-			req.Epoch = q.Get("epoch")
+			req.Epoch = epoch
 		}
 		b, _ := json.Marshal(req) // strings and numbers only: cannot fail
 		body = append(append(body, b...), '\n')
 	}
-	return body
+	return body, resume
 }
 
 // session finds the open stream a request is bound to, or nil.

@@ -92,9 +92,10 @@ type sseTransport struct {
 	conv  sse.Converter // used by the one flush running at a time
 }
 
-func newSSETransport(inner transport.Transport, w *sseWire) *sseTransport {
+func newSSETransport(inner transport.Transport, w *sseWire, resume string) *sseTransport {
 	t := &sseTransport{inner: inner, w: w}
 	t.conv.Passthrough = len(sse.ResponseHead)
+	t.conv.Resume = resume
 	return t
 }
 

@@ -17,6 +17,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"strconv"
+	"strings"
 )
 
 // WebSocket opcodes the converter cares about.
@@ -42,6 +43,12 @@ const ResponseHead = "HTTP/1.1 200 OK\r\n" +
 type Converter struct {
 	// Passthrough is how many leading bytes are not frames.
 	Passthrough int
+	// Resume names the room whose position the event ids carry (see
+	// eventID); empty, events have no ids.
+	Resume string
+
+	epoch []byte // of Resume, from its join ack
+	id    []byte
 
 	hdr     []byte // header bytes of the frame being read
 	payload []byte // payload collected so far
@@ -138,7 +145,7 @@ func headerSize(hdr []byte) int {
 func (cv *Converter) emit(dst []byte) []byte {
 	switch cv.op {
 	case opText:
-		return AppendEvent(dst, cv.payload)
+		return AppendEvent(dst, cv.payload, cv.eventID(cv.payload))
 	case opClose:
 		cv.closed = true
 		code, reason := 1005, ""
@@ -154,9 +161,8 @@ func (cv *Converter) emit(dst []byte) []byte {
 // AppendEvent appends one event carrying a JSON frame. Line breaks inside
 // the text (insignificant JSON whitespace; a JSON string cannot hold one
 // raw) start a new data line, which the client joins back with "\n". A
-// message or join ack with an offset gets it as the event id, so that a
-// reconnecting EventSource sends it back as Last-Event-ID.
-func AppendEvent(dst, text []byte) []byte {
+// non-empty id is the event's id.
+func AppendEvent(dst, text, id []byte) []byte {
 	for {
 		i := bytes.IndexAny(text, "\r\n")
 		dst = append(dst, "data: "...)
@@ -172,9 +178,9 @@ func AppendEvent(dst, text []byte) []byte {
 		}
 		text = text[i+1:]
 	}
-	if id, ok := EventID(text); ok {
+	if len(id) > 0 {
 		dst = append(dst, "id: "...)
-		dst = strconv.AppendUint(dst, id, 10)
+		dst = append(dst, id...)
 		dst = append(dst, '\n')
 	}
 	return append(dst, '\n')
@@ -191,55 +197,101 @@ func AppendClose(dst []byte, code int, reason string) []byte {
 }
 
 var (
-	messagePrefix = []byte(`{"type":"message",`)
-	ackPrefix     = []byte(`{"type":"ack",`)
-	offsetKey     = []byte(`,"offset":`)
-	tsKey         = []byte(`,"ts":`)
+	offsetKey = []byte(`,"offset":`)
+	tsKey     = []byte(`,"ts":`)
+	epochKey  = []byte(`,"epoch":"`)
 )
 
-// EventID finds the offset of a message or join-ack frame as the hub
-// encodes them. A message ends with `,"offset":N,"ts":T}` after its data
-// (which may itself hold an "offset" key), so it is read from the end; an
-// ack has its offset before anything taken from clients (ref and user ids
-// are JSON strings, in which `"offset":` cannot occur unescaped) and before
-// any recovered messages, so the first occurrence is the ack's own.
-func EventID(text []byte) (uint64, bool) {
-	switch {
-	case bytes.HasPrefix(text, messagePrefix):
-		if len(text) < 2 || text[len(text)-1] != '}' {
-			return 0, false
-		}
-		rest := text[:len(text)-1]
-		rest = bytes.TrimRight(rest, "0123456789")
-		if !bytes.HasSuffix(rest, tsKey) {
-			return 0, false
-		}
-		rest = rest[:len(rest)-len(tsKey)]
-		digits := len(rest)
-		rest = bytes.TrimRight(rest, "0123456789")
-		digits -= len(rest)
-		if digits == 0 || !bytes.HasSuffix(rest, offsetKey) {
-			return 0, false
-		}
-		n, err := strconv.ParseUint(string(text[len(rest):len(rest)+digits]), 10, 64)
-		return n, err == nil
-	case bytes.HasPrefix(text, ackPrefix):
-		i := bytes.Index(text, offsetKey)
-		if i < 0 {
-			return 0, false
-		}
-		rest := text[i+len(offsetKey):]
-		j := 0
-		for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
-			j++
-		}
-		if j == 0 {
-			return 0, false
-		}
-		n, err := strconv.ParseUint(string(rest[:j]), 10, 64)
-		return n, err == nil
+// JoinRef is the request id of the join a stream's room query makes.
+func JoinRef(room string) string { return "sse-join-" + room }
+
+// eventID returns the id of an event carrying text: for the Resume room's
+// messages and the ack of its join, "offset:epoch" (the position to resume
+// from, which an EventSource sends back as Last-Event-ID), else none.
+// Offsets are per room, so no other room's frames carry one.
+func (cv *Converter) eventID(text []byte) []byte {
+	if cv.Resume == "" {
+		return nil
 	}
-	return 0, false
+	var offset uint64
+	switch {
+	case bytes.HasPrefix(text, []byte(`{"type":"message","room":"`+cv.Resume+`",`)):
+		n, ok := messageOffset(text)
+		if !ok {
+			return nil
+		}
+		offset = n
+	case bytes.HasPrefix(text, []byte(`{"type":"ack","ref":"`+JoinRef(cv.Resume)+`",`)):
+		n, epoch, ok := ackPosition(text)
+		if !ok {
+			return nil
+		}
+		offset, cv.epoch = n, append(cv.epoch[:0], epoch...)
+	default:
+		return nil
+	}
+	cv.id = strconv.AppendUint(cv.id[:0], offset, 10)
+	if len(cv.epoch) > 0 {
+		cv.id = append(append(cv.id, ':'), cv.epoch...)
+	}
+	return cv.id
+}
+
+// messageOffset reads the offset of a message as the hub encodes it: it
+// ends with `,"offset":N,"ts":T}` after its data (which may itself hold an
+// "offset" key), so it is read from the end.
+func messageOffset(text []byte) (uint64, bool) {
+	if len(text) < 2 || text[len(text)-1] != '}' {
+		return 0, false
+	}
+	rest := bytes.TrimRight(text[:len(text)-1], "0123456789")
+	if !bytes.HasSuffix(rest, tsKey) {
+		return 0, false
+	}
+	rest = rest[:len(rest)-len(tsKey)]
+	end := len(rest)
+	rest = bytes.TrimRight(rest, "0123456789")
+	if end == len(rest) || !bytes.HasSuffix(rest, offsetKey) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(text[len(rest):end]), 10, 64)
+	return n, err == nil
+}
+
+// ackPosition reads a join ack's offset and epoch. They come before
+// anything taken from clients but JSON strings (ref, user ids, in which
+// `"offset":` cannot occur unescaped) and before any recovered messages,
+// so the first occurrence is the ack's own.
+func ackPosition(text []byte) (uint64, []byte, bool) {
+	i := bytes.Index(text, offsetKey)
+	if i < 0 {
+		return 0, nil, false
+	}
+	rest := text[i+len(offsetKey):]
+	j := 0
+	for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
+		j++
+	}
+	n, err := strconv.ParseUint(string(rest[:j]), 10, 64)
+	if err != nil || !bytes.HasPrefix(rest[j:], epochKey) {
+		return 0, nil, false
+	}
+	rest = rest[j+len(epochKey):]
+	k := bytes.IndexByte(rest, '"')
+	if k < 0 || bytes.IndexByte(rest[:k], '\\') >= 0 {
+		return 0, nil, false
+	}
+	return n, rest[:k], true
+}
+
+// ParsePosition reads a Last-Event-ID: "offset:epoch", or a bare offset.
+func ParsePosition(id string) (offset uint64, epoch string, ok bool) {
+	num, epoch, _ := strings.Cut(strings.TrimSpace(id), ":")
+	n, err := strconv.ParseUint(num, 10, 64)
+	if err != nil {
+		return 0, "", false
+	}
+	return n, epoch, true
 }
 
 // Requests splits a POST body into the frames it carries: one JSON object
