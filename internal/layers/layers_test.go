@@ -32,12 +32,13 @@ var (
 var rules = map[string]rule{
 	"internal/wsframe":   {forbidden: leaves},
 	"internal/protocol":  {forbidden: leaves},
+	"internal/sse":       {forbidden: leaves},
 	"internal/testkit":   {forbidden: leaves},
 	"history":            {forbidden: leaves},
 	"presence":           {project: []string{"internal/protocol"}, forbidden: leaves},
 	"internal/transport": {forbidden: edges},
 	"": {
-		project:   []string{"history", "presence", "internal/transport", "internal/protocol", "internal/wsframe"},
+		project:   []string{"history", "presence", "internal/transport", "internal/protocol", "internal/sse", "internal/wsframe"},
 		forbidden: edges,
 	},
 	"redisbroker":           {project: []string{"", "history"}, forbidden: []string{"github.com/nats-io/", "github.com/prometheus/"}},
