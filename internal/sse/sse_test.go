@@ -123,12 +123,12 @@ func TestRequests(t *testing.T) {
 		return out
 	}
 	cases := map[string][]string{
-		"":                                   nil,
-		" \n\n ":                             nil,
-		`{"type":"ping"}`:                    {`{"type":"ping"}`},
+		"":                                    nil,
+		" \n\n ":                              nil,
+		`{"type":"ping"}`:                     {`{"type":"ping"}`},
 		"{\"a\":1}\n{\"b\":2}\n\n{\"c\":3}\n": {`{"a":1}`, `{"b":2}`, `{"c":3}`},
-		"{\r\n  \"type\": \"ping\"\r\n}":     {"{\r\n  \"type\": \"ping\"\r\n}"}, // one object over lines
-		"{\"a\":1}\nnot json":                {"{\"a\":1}\nnot json"},             // not frames per line: one (bad) frame
+		"{\r\n  \"type\": \"ping\"\r\n}":      {"{\r\n  \"type\": \"ping\"\r\n}"}, // one object over lines
+		"{\"a\":1}\nnot json":                 {"{\"a\":1}\nnot json"},            // not frames per line: one (bad) frame
 	}
 	for body, want := range cases {
 		if got := split(body); strings.Join(got, "|") != strings.Join(want, "|") {
