@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -42,11 +43,17 @@ func TestBrowser(t *testing.T) {
 		"--api-key", apiKey, "--history-rooms", "h:*")
 	control := rs.serveControl(t)
 	proxy := newCuttableProxy(t, rs)
+	// rs keeps its address across restarts, so the proxy can aim at it once.
+	noWS := newNoUpgradeProxy(t, "http"+strings.TrimPrefix(rs.URL(), "ws"))
 	runNodeTests(t, ctx, nodeBin, dir, "browser.test.mjs", 3*time.Minute,
 		"SWITCHBOARD_URL="+rs.URL(), "SWITCHBOARD_CONTROL="+control,
 		"SWITCHBOARD_API_KEY="+apiKey,
 		"SWITCHBOARD_PROXY="+proxy.URL(), "SWITCHBOARD_NET="+proxy.serveControl(t),
+		"SWITCHBOARD_NOWS="+noWS.URL(),
 		"SWITCHBOARD_SCREENSHOTS="+shots, "CHROMIUM="+chromium)
+	if noWS.refused.Load() == 0 {
+		t.Error("the page behind the proxy that refuses upgrades never tried a WebSocket")
+	}
 	t.Logf("screenshots in %s", shots)
 }
 

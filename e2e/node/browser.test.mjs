@@ -11,6 +11,9 @@
 //   SWITCHBOARD_NET          http://host:port of the proxy's control endpoint:
 //                            POST /cut silences its connections and resets new
 //                            ones, POST /restore ends that
+//   SWITCHBOARD_NOWS         http://host:port of an HTTP proxy to the server that
+//                            refuses every WebSocket upgrade (403) and forwards
+//                            everything else, event streams included
 //   SWITCHBOARD_SCREENSHOTS  directory for screenshots of the main states
 //   CHROMIUM                 the browser executable (default /usr/bin/chromium)
 
@@ -25,6 +28,7 @@ const CONTROL = process.env.SWITCHBOARD_CONTROL;
 const API_KEY = process.env.SWITCHBOARD_API_KEY;
 const PROXY_PAGE = process.env.SWITCHBOARD_PROXY.replace(/^ws/, 'http') + '/';
 const NET = process.env.SWITCHBOARD_NET;
+const NOWS_PAGE = process.env.SWITCHBOARD_NOWS + '/';
 const SHOTS = process.env.SWITCHBOARD_SCREENSHOTS;
 const BOUND_MS = 2000; // ping_interval + pong_timeout
 mkdirSync(SHOTS, { recursive: true });
@@ -236,4 +240,52 @@ test('a tab that loses the network for 5 s catches up on a history room: the mis
   await shot(tab.page, '08-caught-up');
   assert.deepEqual(tab.errors, []);
   await tab.context.close();
+});
+
+test('behind a proxy that refuses WebSocket upgrades the page falls back to server-sent events and works the same', async () => {
+  const room = 'fallback';
+  const wes = await user();
+  await wes.page.goto(`${PAGE}?user=wes&rooms=${room}`);
+  await connected(wes.page);
+  assert.equal(await state(wes.page).getAttribute('data-transport'), 'websocket');
+
+  const sam = await user();
+  await sam.page.goto(`${NOWS_PAGE}?user=sam&rooms=${room}`);
+  await connected(sam.page);
+  // The page says which transport carries it.
+  assert.equal(await state(sam.page).getAttribute('data-transport'), 'sse');
+  assert.equal(await state(sam.page).textContent(), 'connected (events)');
+  assert.equal(await sam.page.evaluate(() => document.querySelector('#state').title), 'server-sent events (WebSocket unavailable)');
+
+  // One registry: each sees the other, and messages go both ways.
+  await wes.page.waitForSelector('#people li[data-user="sam"]');
+  await sam.page.waitForSelector('#people li[data-user="wes"]');
+  await sam.page.getByLabel(`Message to ${room}`).fill('sent over a POST');
+  await sam.page.keyboard.press('Enter');
+  await log(wes.page, room).locator('li.msg', { hasText: 'sent over a POST' }).waitFor();
+  await log(sam.page, room).locator('li.msg', { hasText: 'sent over a POST' }).waitFor();
+  await wes.page.getByLabel(`Message to ${room}`).fill('received as an event');
+  await wes.page.keyboard.press('Enter');
+  await log(sam.page, room).locator('li.msg', { hasText: 'received as an event' }).waitFor();
+  const published = await apiPublish(room, 'from the backend');
+  assert.ok(published.id);
+  await log(sam.page, room).locator('li.msg', { hasText: 'from the backend' }).waitFor();
+  await shot(sam.page, '09-server-sent-events');
+
+  // Liveness holds on the stream: after several ping intervals sam is
+  // still connected (the page answers pings with POSTs).
+  await sam.page.waitForTimeout(3 * BOUND_MS);
+  assert.equal(await state(sam.page).getAttribute('data-state'), 'open');
+  assert.equal(await log(wes.page, room).getByText('sam left').count(), 0);
+
+  // Signing out ends the stream at once: wes sees the leave well within
+  // the liveness bound.
+  const t0 = Date.now();
+  await sam.page.locator('#disconnect').click();
+  await log(wes.page, room).getByText('sam left').waitFor({ timeout: BOUND_MS });
+  assert.ok(Date.now() - t0 < BOUND_MS, `leave after ${Date.now() - t0} ms`);
+  assert.deepEqual(sam.errors, []);
+  assert.deepEqual(wes.errors, []);
+  await sam.context.close();
+  await wes.context.close();
 });

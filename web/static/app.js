@@ -148,10 +148,14 @@ function setState(state, label) {
   $('app').dataset.online = String(state === 'open');
 }
 
-function onState({ state, delay, code, reason }) {
+function onState({ state, delay, code, reason, transport }) {
   clearInterval(countdown);
   countdown = null;
-  if (state === 'open') setState('open', 'connected');
+  // Which transport carries the page: a WebSocket, or the event-stream
+  // fallback where WebSockets cannot get through.
+  $('state').dataset.transport = transport;
+  $('state').title = transport === 'sse' ? 'server-sent events (WebSocket unavailable)' : 'WebSocket';
+  if (state === 'open') setState('open', transport === 'sse' ? 'connected (events)' : 'connected');
   else if (state === 'connecting') setState('connecting', 'connecting…');
   else if (state === 'reconnecting') {
     const until = Date.now() + delay;
@@ -194,8 +198,11 @@ function signIn(name, token) {
   // A history room whose gap could not be filled: say so; the messages
   // from here on are complete again.
   sb.on('reset', ({ room }) => addEvent(room, 'some earlier messages could not be recovered'));
+  sb.on('transport', ({ transport }) => {
+    if (transport === 'sse' && me) addEvent(current || DIRECT, 'WebSocket unavailable: using server-sent events');
+  });
   sb.on('close', ({ code }) => {
-    if (code === 1006 && !me) $('signin-error').textContent = 'Could not connect (refused or unreachable); retrying…';
+    if (code === 1006 && !me && sb.transport === 'websocket') $('signin-error').textContent = 'Could not connect (refused or unreachable); retrying…';
   });
   view(DIRECT);
   const params = new URLSearchParams(location.search);

@@ -50,6 +50,11 @@ export interface WelcomeFrame {
   pong_timeout: number;
   /** The largest frame the client may send, in bytes. */
   max_message_bytes: number;
+  /** Present on an event stream (/sse) only: `'sse'`. */
+  transport?: 'sse';
+  /** Present on an event stream only: the session its POSTs carry (in the
+   *  `Switchboard-Session` header); the client handles it. */
+  session?: string;
 }
 
 interface MessageFrameBase {
@@ -193,6 +198,25 @@ export interface WebSocketLike {
 
 export type WebSocketConstructorLike = new (url: string, protocols?: string | string[]) => WebSocketLike;
 
+/** What the client needs of an EventSource implementation (browsers have
+ *  one; in Node pass one, e.g. from the npm package `eventsource`). */
+export interface EventSourceLike {
+  close(): void;
+  addEventListener(type: string, listener: (ev: { data: string }) => void): void;
+}
+
+export type EventSourceConstructorLike = new (url: string) => EventSourceLike;
+
+/** What the client needs of fetch (the WHATWG API), for the stream's POSTs. */
+export type FetchLike = (
+  url: string,
+  init: { method: string; body?: string; headers: Record<string, string>; keepalive?: boolean },
+) => Promise<{ status: number }>;
+
+/** The transports: a WebSocket at /ws, or server-sent events at /sse with
+ *  requests as POSTs. */
+export type Transport = 'websocket' | 'sse';
+
 export interface SwitchboardOptions {
   /** JWT, sent as the query parameter `token` (browsers cannot set headers
    *  on a WebSocket handshake). Takes precedence over `user`. */
@@ -229,6 +253,17 @@ export interface SwitchboardOptions {
   noReconnectCodes?: number[];
   /** WebSocket subprotocols offered. Default ['switchboard.v1']. */
   protocols?: string[];
+  /** `'auto'` (default): a WebSocket, and an event stream (/sse) when a
+   *  WebSocket cannot open; or one transport only. */
+  transport?: 'auto' | Transport | undefined;
+  /** The event-stream endpoint; default the url's host with path /sse
+   *  (http for ws, https for wss). */
+  sseURL?: string | undefined;
+  /** The EventSource implementation; default `globalThis.EventSource`.
+   *  Without one (and fetch), `auto` never falls back. */
+  EventSource?: EventSourceConstructorLike | undefined;
+  /** The fetch implementation for the stream's POSTs; default `globalThis.fetch`. */
+  fetch?: FetchLike | undefined;
 }
 
 /** The connection state:
@@ -239,7 +274,7 @@ export interface SwitchboardOptions {
 export type SwitchboardState = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
 /** Detail of `state`, per state. */
-export type StateDetail =
+export type StateDetail = { transport: Transport } & (
   | { state: 'connecting' }
   | { state: 'open' }
   | {
@@ -254,7 +289,8 @@ export type StateDetail =
       state: 'closed';
       code: number;
       reason: string;
-    };
+    }
+);
 
 /** Detail of `close`: a connection ended (also when a reconnect follows).
  *  `code` is 1006 when it ended without a close frame, with `reason`
@@ -262,6 +298,13 @@ export type StateDetail =
 export interface CloseDetail {
   code: number;
   reason: string;
+  /** The transport of the connection that ended. */
+  transport: Transport;
+}
+
+/** Detail of `transport`: the next attempts use another transport. */
+export interface TransportDetail {
+  transport: Transport;
 }
 
 /** Detail of `join` and `leave`: a user entered or left a joined room. */
@@ -312,6 +355,7 @@ export interface SwitchboardEventMap {
   error: ErrorDetail;
   close: CloseDetail;
   state: StateDetail;
+  transport: TransportDetail;
 }
 
 export type SwitchboardEvent = keyof SwitchboardEventMap;
@@ -353,6 +397,8 @@ export class Switchboard {
   readonly url: string;
   /** The current connection state (see the `state` event). */
   readonly state: SwitchboardState;
+  /** The transport of the current (or last) connection attempt. */
+  readonly transport: Transport;
   /** The welcome frame of the current connection; null while not open. */
   readonly welcome: WelcomeFrame | null;
 

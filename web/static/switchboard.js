@@ -20,7 +20,23 @@
 // - keeps one user set per joined room from the join ack, join, leave and
 //   presence_diff frames, and emits `presence` with the sorted list after
 //   every change;
-// - resumes rooms that keep history (see below) without a gap or a duplicate.
+// - resumes rooms that keep history (see below) without a gap or a duplicate;
+// - falls back to server-sent events (GET /sse + POSTs) when a WebSocket
+//   cannot open (see "Transports" below).
+//
+// Transports. With the default `transport: 'auto'` the client opens a
+// WebSocket; when an attempt closes before the welcome frame (a proxy that
+// refuses the upgrade, a blocked WebSocket) and an EventSource exists, the
+// next attempt, at once, is an event stream at the same host's /sse (the
+// `sseURL` option overrides it): frames arrive as events, requests go as
+// POSTs carrying the stream's session. Everything above works the same on
+// it. The client stays on the stream while it works; when a stream attempt
+// fails before its welcome too, the next attempt tries a WebSocket again.
+// A client whose WebSocket has opened once never falls back: WebSockets get
+// through, so a later failure is the network or the server, which a stream
+// would not get past either.
+// `transport: 'websocket'` or `'sse'` pins one. `sb.transport` says which
+// one the current (or last) connection uses; 'state' events carry it.
 //
 // Resuming rooms with history. In a room the server keeps history for
 // (--history-rooms), every message carries `offset` (per room, +1 per
@@ -65,8 +81,10 @@
 //   presence {room, users}: the full sorted user list of a joined room
 //   error    an error frame that answers no pending request
 //   close    {code, reason}: a connection ended (also before reconnecting)
-//   state    {state, delay?}: 'connecting' | 'open' | 'reconnecting' (delay
-//            in ms until the next attempt) | 'closed' (no more attempts)
+//   state    {state, transport, delay?}: 'connecting' | 'open' |
+//            'reconnecting' (delay in ms until the next attempt) | 'closed'
+//            (no more attempts); transport is 'websocket' or 'sse'
+//   transport {transport}: the next attempts use another transport
 
 const DEFAULTS = {
   requestTimeout: 10000, // ms before a request without answer rejects
@@ -76,6 +94,7 @@ const DEFAULTS = {
   stableAfter: 10000, // ms a connection must stay open to reset the backoff
   noReconnectCodes: [1002, 1003, 1007, 4002, 4003],
   protocols: ['switchboard.v1'],
+  transport: 'auto', // 'auto' | 'websocket' | 'sse'
 };
 
 const RECENT_IDS = 256; // ids of delivered history messages kept per room
@@ -100,6 +119,10 @@ export class Switchboard {
    * @param {string} [options.token]  JWT, sent as the query parameter `token`
    * @param {string} [options.user]   development mode identity (`?user=`)
    * @param {Function} [options.WebSocket]  implementation; default globalThis.WebSocket
+   * @param {'auto'|'websocket'|'sse'} [options.transport='auto']  see "Transports"
+   * @param {string} [options.sseURL]  the /sse endpoint; default: url's host, path /sse
+   * @param {Function} [options.EventSource]  implementation; default globalThis.EventSource
+   * @param {Function} [options.fetch]  implementation; default globalThis.fetch
    * @param {boolean} [options.autoConnect=true]  connect right away
    */
   constructor(url, options = {}) {
@@ -107,9 +130,21 @@ export class Switchboard {
     this.options = { ...DEFAULTS, ...options };
     this.url = url || defaultURL();
     this.WebSocket = this.options.WebSocket || globalThis.WebSocket;
-    if (typeof this.WebSocket !== 'function') {
+    this.EventSource = this.options.EventSource || globalThis.EventSource;
+    this.fetch = this.options.fetch || globalThis.fetch?.bind(globalThis);
+    const canSSE = typeof this.EventSource === 'function' && typeof this.fetch === 'function';
+    const pinned = this.options.transport;
+    if (!['auto', 'websocket', 'sse'].includes(pinned)) {
+      throw new TypeError(`switchboard: transport must be 'auto', 'websocket' or 'sse', not ${pinned}`);
+    }
+    if (pinned === 'sse' && !canSSE) {
+      throw new TypeError('switchboard: transport sse needs EventSource and fetch implementations (options EventSource, fetch)');
+    }
+    if (pinned !== 'sse' && typeof this.WebSocket !== 'function') {
       throw new TypeError('switchboard: no WebSocket implementation; pass one as the WebSocket option (e.g. from the npm package ws)');
     }
+    this.canFallBack = pinned === 'auto' && canSSE;
+    this.transport = pinned === 'sse' ? 'sse' : 'websocket';
     this.state = 'closed';
     this.welcome = null;
     this.ws = null;
@@ -158,7 +193,7 @@ export class Switchboard {
 
   setState(state, extra = {}) {
     this.state = state;
-    this.emit('state', { state, ...extra });
+    this.emit('state', { state, transport: this.transport, ...extra });
   }
 
   // ---- connection ----
@@ -172,13 +207,16 @@ export class Switchboard {
   }
 
   open() {
-    const u = new URL(this.url);
+    const u = new URL(this.transport === 'sse' ? this.options.sseURL || sseURLFor(this.url) : this.url);
     if (this.options.token) u.searchParams.set('token', this.options.token);
     else if (this.options.user) u.searchParams.set('user', this.options.user);
     this.setState('connecting');
+    this.welcomed = false;
     let ws;
     try {
-      ws = new this.WebSocket(u.toString(), this.options.protocols);
+      ws = this.transport === 'sse'
+        ? new EventStreamSocket(u.toString(), this.EventSource, this.fetch)
+        : new this.WebSocket(u.toString(), this.options.protocols);
     } catch (err) {
       this.dropped(1006, String(err && err.message || err));
       return;
@@ -214,12 +252,23 @@ export class Switchboard {
     this.failPending(new SwitchboardError('disconnected', `connection closed (${code}${reason ? ' ' + reason : ''})`));
     // The user sets stay as they were until the rejoin acks replace them, so
     // a reconnect announces only real changes.
-    this.emit('close', { code, reason: reason || '' });
+    this.emit('close', { code, reason: reason || '', transport: this.transport });
+    const neverOpened = !this.welcomed;
     if (this.stopped || this.options.noReconnectCodes.includes(code)) {
       this.stopped = true;
       this.failOutbox(new SwitchboardError('closed', `connection closed (${code}${reason ? ' ' + reason : ''}), not reconnecting`));
       this.setState('closed', { code, reason: reason || '' });
       return;
+    }
+    if (this.canFallBack && neverOpened && !this.webSocketWorked) {
+      // This transport could not open: the other one gets the next try.
+      this.transport = this.transport === 'websocket' ? 'sse' : 'websocket';
+      this.emit('transport', { transport: this.transport });
+      if (this.transport === 'sse') { // a WebSocket failed: try the stream at once
+        this.timers.retry = setTimeout(() => { if (!this.stopped) this.open(); }, 0);
+        this.setState('reconnecting', { delay: 0, code, reason: reason || '' });
+        return;
+      }
     }
     const ceiling = Math.min(this.options.backoffCap, this.options.backoffBase * 2 ** this.attempt);
     const delay = Math.round(Math.random() * ceiling); // full jitter
@@ -304,6 +353,8 @@ export class Switchboard {
   onWelcome(f) {
     clearTimeout(this.timers.connect);
     this.welcome = f;
+    this.welcomed = true;
+    if (this.transport === 'websocket') this.webSocketWorked = true;
     const interval = Math.max(0.1, Number(f.ping_interval) || 25) * 1000;
     const bound = interval + Math.max(0, Number(f.pong_timeout) || 10) * 1000;
     this.timers.ping = setInterval(() => this.sendRaw('{"type":"ping"}'), interval);
@@ -521,6 +572,104 @@ function maxOffset(a, b) {
   if (a === undefined) return b;
   if (b === undefined) return a;
   return Math.max(a, b);
+}
+
+/** The event-stream endpoint beside a WebSocket endpoint: same host, http(s),
+ *  path /sse (a path ending in /ws keeps its prefix). */
+function sseURLFor(wsURL) {
+  const u = new URL(wsURL);
+  u.protocol = u.protocol === 'wss:' ? 'https:' : u.protocol === 'ws:' ? 'http:' : u.protocol;
+  u.pathname = u.pathname.endsWith('/ws') ? u.pathname.slice(0, -3) + '/sse' : '/sse';
+  return u.toString();
+}
+
+/** A server-sent-events connection with the part of the WebSocket interface
+ *  the client uses (readyState, send, close, terminate, onmessage, onclose):
+ *  frames arrive as events; sent frames go as POSTs with the session from
+ *  the welcome, one request at a time and in order, queued frames batched
+ *  one per line within max_message_bytes. */
+class EventStreamSocket {
+  constructor(url, EventSource, fetch) {
+    this.readyState = 0;
+    this.fetch = fetch;
+    this.endpoint = url.split('?')[0];
+    this.session = null;
+    this.limit = 65536;
+    this.queue = [];
+    this.sending = false;
+    this.onmessage = this.onclose = this.onerror = null;
+    const es = new EventSource(url);
+    this.es = es;
+    es.onmessage = (ev) => {
+      if (this.readyState === 3) return;
+      if (this.session === null) {
+        try {
+          const f = JSON.parse(ev.data);
+          if (f && f.type === 'welcome' && typeof f.session === 'string') {
+            this.session = f.session;
+            if (f.max_message_bytes > 0) this.limit = f.max_message_bytes;
+            this.readyState = OPEN;
+          }
+        } catch { /* not JSON: the client ignores it too */ }
+      }
+      this.onmessage?.({ data: ev.data });
+    };
+    es.addEventListener('close', (ev) => {
+      let code = 1005; let reason = '';
+      try { ({ code, reason } = JSON.parse(ev.data)); } catch { /* keep 1005 */ }
+      this.finish(code, reason);
+    });
+    // EventSource would reconnect by itself; the client does that, with its
+    // own backoff and resume, so a failed stream is a closed one.
+    es.onerror = () => this.finish(1006, 'event stream failed');
+  }
+
+  send(text) {
+    if (this.readyState !== OPEN) throw new Error('event stream not open');
+    this.queue.push(text);
+    this.pump();
+  }
+
+  async pump() {
+    if (this.sending) return;
+    this.sending = true;
+    while (this.queue.length > 0 && this.readyState === OPEN) {
+      let n = 1; let size = this.queue[0].length;
+      while (n < this.queue.length && size + 1 + this.queue[n].length <= this.limit) size += 1 + this.queue[n++].length;
+      const body = this.queue.splice(0, n).join('\n');
+      try {
+        const res = await this.fetch(this.endpoint, {
+          method: 'POST', body, headers: { 'Content-Type': 'text/plain', 'Switchboard-Session': this.session },
+        });
+        // 413 is followed by the stream's close event (1009).
+        if (res.status === 404) this.finish(1006, 'session gone');
+      } catch {
+        this.finish(1006, 'request failed');
+      }
+    }
+    this.sending = false;
+  }
+
+  /** Ends the stream as a close frame would: the server announces the
+   *  leave at once instead of when the socket's loss is noticed. */
+  close() {
+    if (this.readyState === 3) return;
+    if (this.session !== null) {
+      this.fetch(this.endpoint, { method: 'DELETE', keepalive: true, headers: { 'Switchboard-Session': this.session } }).catch(() => {});
+    }
+    this.finish(1000, 'bye');
+  }
+
+  terminate() { this.finish(1006, 'terminated'); }
+
+  finish(code, reason) {
+    if (this.readyState === 3) return;
+    this.readyState = 3;
+    this.queue = [];
+    this.es.close();
+    const onclose = this.onclose;
+    if (onclose) queueMicrotask(() => onclose({ code, reason }));
+  }
 }
 
 function defaultURL() {

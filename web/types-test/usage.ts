@@ -23,6 +23,8 @@ import Default, {
   type RoomMessageFrame,
   type ServerFrame,
   type StateDetail,
+  type Transport,
+  type TransportDetail,
   type SwitchboardErrorCode,
   type SwitchboardEvent,
   type SwitchboardEventMap,
@@ -79,6 +81,17 @@ class WsLike {
   terminate(): void {}
 }
 
+// What the client needs of an EventSource.
+class MinimalEventSource {
+  constructor(url: string) {
+    use(url);
+  }
+  close(): void {}
+  addEventListener(type: string, listener: (ev: { data: string }) => void): void {
+    use(type, listener);
+  }
+}
+
 // ---- construction ----
 
 const options: SwitchboardOptions = {
@@ -93,6 +106,13 @@ const options: SwitchboardOptions = {
   stableAfter: 5000,
   noReconnectCodes: [4002, 4003],
   protocols: ['switchboard.v1'],
+  transport: 'auto',
+  sseURL: 'http://127.0.0.1:8080/sse',
+  EventSource: MinimalEventSource,
+  fetch: async (url, init) => {
+    use(url, init.method, init.body, init.headers['Switchboard-Session']);
+    return { status: 204 };
+  },
 };
 const sb = new Switchboard('ws://127.0.0.1:8080/ws', options);
 const sb2 = new Switchboard('ws://127.0.0.1:8080/ws', { WebSocket: WsLike, user: 'bob' });
@@ -114,6 +134,9 @@ new Switchboard('ws://h/ws', { backoffCap: undefined });
 new Switchboard('ws://h/ws', { noReconnectCodes: ['4002'] });
 // @ts-expect-error not a WebSocket implementation
 new Switchboard('ws://h/ws', { WebSocket: class {} });
+// @ts-expect-error no such transport
+new Switchboard('ws://h/ws', { transport: 'long-polling' });
+new Switchboard('ws://h/ws', { transport: 'sse', EventSource: MinimalEventSource });
 // @ts-expect-error the URL comes first
 new Switchboard(options, 'ws://h/ws');
 
@@ -126,6 +149,11 @@ if (sb.state === 'opened') use(state);
 // @ts-expect-error read-only
 sb.state = 'open';
 const url: string = sb.url;
+const transport: Transport = sb.transport;
+same<Transport, 'websocket' | 'sse'>(true);
+// @ts-expect-error read-only
+sb.transport = 'sse';
+use(transport);
 const welcome: WelcomeFrame | null = sb.welcome;
 if (welcome) {
   const { conn, user, ping_interval, pong_timeout, max_message_bytes } = welcome;
@@ -174,9 +202,14 @@ sb.on('error', (e) => {
   same<typeof e.code, SwitchboardErrorCode>(true);
   use(e.ref, e.message, e.room);
 });
-sb.on('close', ({ code, reason }: CloseDetail) => use(code, reason));
+sb.on('close', ({ code, reason, transport }: CloseDetail) => use(code, reason, transport));
+sb.on('transport', (d) => {
+  same<typeof d, TransportDetail>(true);
+  same<typeof d.transport, Transport>(true);
+});
 sb.on('state', (s) => {
   same<typeof s, StateDetail>(true);
+  same<typeof s.transport, Transport>(true);
   same<typeof s.state, SwitchboardState>(true);
   // @ts-expect-error only some states carry a delay
   use(s.delay);
@@ -206,7 +239,7 @@ const cancel: () => void = sb.once('open', (w) => use(w.conn));
 cancel();
 sb.once('state', ({ state }) => use(state));
 
-same<SwitchboardEvent, 'open' | 'message' | 'reset' | 'join' | 'leave' | 'presence' | 'error' | 'close' | 'state'>(true);
+same<SwitchboardEvent, 'open' | 'message' | 'reset' | 'join' | 'leave' | 'presence' | 'error' | 'close' | 'state' | 'transport'>(true);
 same<SwitchboardEventMap['join'], SwitchboardEventMap['leave']>(true);
 
 // @ts-expect-error no such event
