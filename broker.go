@@ -92,6 +92,7 @@ const (
 	kindKick        byte = 'k' // close the user's connections with 4003
 	kindPresence    byte = 'p' // a node's presence news, on channelPresence
 	kindKept        byte = 'h' // a kept message: target is its stream, the frame ends with history.Trailer
+	kindSSERequest  byte = 'q' // an event stream's POST that reached another node: target is its session, on the user's channel
 )
 
 // envelope is what travels through the broker: a small binary header and

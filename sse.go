@@ -2,6 +2,7 @@ package switchboard
 
 import (
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -51,7 +52,17 @@ type sseSession struct {
 	c      *Conn
 	secret string
 	mu     sync.Mutex
+
+	// Requests forwarded by other nodes, handled in arrival order by one
+	// goroutine at a time (never on the broker's delivery goroutine).
+	inboxMu  sync.Mutex
+	inbox    [][]byte
+	draining bool
 }
+
+// maxForwardedBacklog bounds the forwarded POSTs waiting for one session;
+// past it they are dropped (a client sends one POST at a time).
+const maxForwardedBacklog = 64
 
 func (h *Hub) serveSSE(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
@@ -99,7 +110,7 @@ func (h *Hub) openSSE(w http.ResponseWriter, r *http.Request) {
 		},
 		first: func(c *Conn) []byte {
 			welcome := protocol.WelcomeSession(c.id, c.user, h.opts.PingInterval, h.opts.PongTimeout,
-				h.opts.Limits.MaxMessageBytes, c.id+"."+sess.secret)
+				h.opts.Limits.MaxMessageBytes, sessionToken(c, sess.secret))
 			return wsframe.AppendFrame([]byte(sse.ResponseHead), wsframe.OpText, welcome)
 		},
 		opened: func(*Conn) {
@@ -158,13 +169,30 @@ func sseJoins(r *http.Request) (body []byte, resume string) {
 	return body, resume
 }
 
-// session finds the open stream a request is bound to, or nil.
-func (h *Hub) session(r *http.Request) *sseSession {
-	id, secret, ok := strings.Cut(r.Header.Get(SessionHeader), ".")
-	if !ok {
-		return nil
+// A session token is "<conn>.<secret>.<user>", the user id in unpadded
+// base64url: a node that does not hold the stream finds the node that does
+// through the user's broker channel, which only nodes with a connection of
+// the user hear. The secret is what proves the sender read the welcome.
+func sessionToken(c *Conn, secret string) string {
+	return c.id + "." + secret + "." + base64.RawURLEncoding.EncodeToString([]byte(c.user))
+}
+
+// sessionRef is a parsed session token.
+type sessionRef struct{ conn, secret, user string }
+
+func parseSession(token string) (sessionRef, bool) {
+	conn, rest, ok1 := strings.Cut(token, ".")
+	secret, u, ok2 := strings.Cut(rest, ".")
+	user, err := base64.RawURLEncoding.DecodeString(u)
+	if !ok1 || !ok2 || err != nil || conn == "" || secret == "" || len(user) == 0 {
+		return sessionRef{}, false
 	}
-	v, ok := h.sseSessions.Load(id)
+	return sessionRef{conn, secret, string(user)}, true
+}
+
+// local finds the open stream of ref on this node, or nil.
+func (h *Hub) local(conn, secret string) *sseSession {
+	v, ok := h.sseSessions.Load(conn)
 	if !ok {
 		return nil
 	}
@@ -175,28 +203,74 @@ func (h *Hub) session(r *http.Request) *sseSession {
 	return s
 }
 
+// Forwarded request actions (the envelope's origin field).
+const (
+	forwardFrames = ""
+	forwardTooBig = "too_big"
+	forwardClose  = "close"
+)
+
+// bound finds where a POST or DELETE goes: the local stream, or (nil, true)
+// when it was forwarded to the node that holds it. (nil, false) has been
+// answered 404.
+func (h *Hub) bound(w http.ResponseWriter, r *http.Request) (*sseSession, sessionRef, bool) {
+	ref, ok := parseSession(r.Header.Get(SessionHeader))
+	if ok {
+		if s := h.local(ref.conn, ref.secret); s != nil {
+			return s, ref, true
+		}
+		if _, single := h.broker.(*MemoryBroker); !single {
+			if _, here := h.sseSessions.Load(ref.conn); !here {
+				return nil, ref, true // another node's, maybe
+			}
+		}
+	}
+	writeHTTPError(w, http.StatusNotFound, "unknown_session")
+	return nil, ref, false
+}
+
+// forwardRequest hands a request to the node holding the stream. That node
+// checks the secret; this one cannot, so a forwarded request is answered
+// 202 whatever becomes of it.
+func (h *Hub) forwardRequest(w http.ResponseWriter, r *http.Request, ref sessionRef, action string, body []byte) {
+	env := envelope{kind: kindSSERequest, origin: action, target: ref.conn + "." + ref.secret, frame: body}
+	if err := h.broker.Publish(r.Context(), userChannelPfx+ref.user, env.marshal()); err != nil {
+		h.log.Warn("event-stream request not forwarded", "error", err, "conn_id", ref.conn)
+		writeHTTPError(w, http.StatusServiceUnavailable, "unavailable")
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
 func (h *Hub) postSSE(w http.ResponseWriter, r *http.Request) {
 	if !h.originAllowed(r) {
 		writeHTTPError(w, http.StatusForbidden, "origin_not_allowed")
 		return
 	}
-	s := h.session(r)
-	if s == nil {
-		writeHTTPError(w, http.StatusNotFound, "unknown_session")
+	s, ref, ok := h.bound(w, r)
+	if !ok {
 		return
 	}
 	max := h.opts.Limits.MaxMessageBytes
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(max)))
 	if err != nil {
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			// What a WebSocket frame over the limit gets.
-			h.counters.drop("too_big")
-			h.closeConn(s.c, CloseTooBig, "too_big")
-			writeHTTPError(w, http.StatusRequestEntityTooLarge, "too_big")
+		if !errors.As(err, &tooBig) {
+			writeHTTPError(w, http.StatusBadRequest, "bad_request")
 			return
 		}
-		writeHTTPError(w, http.StatusBadRequest, "bad_request")
+		// What a WebSocket frame over the limit gets.
+		if s != nil {
+			h.closeConn(s.c, CloseTooBig, "too_big")
+		} else {
+			env := envelope{kind: kindSSERequest, origin: forwardTooBig, target: ref.conn + "." + ref.secret}
+			_ = h.broker.Publish(r.Context(), userChannelPfx+ref.user, env.marshal())
+		}
+		writeHTTPError(w, http.StatusRequestEntityTooLarge, "too_big")
+		return
+	}
+	if s == nil {
+		h.forwardRequest(w, r, ref, forwardFrames, body)
 		return
 	}
 	h.sseRequests(s, body)
@@ -208,14 +282,69 @@ func (h *Hub) deleteSSE(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, http.StatusForbidden, "origin_not_allowed")
 		return
 	}
-	s := h.session(r)
-	if s == nil {
-		writeHTTPError(w, http.StatusNotFound, "unknown_session")
+	s, ref, ok := h.bound(w, r)
+	if !ok {
 		return
 	}
+	if s == nil {
+		h.forwardRequest(w, r, ref, forwardClose, nil)
+		return
+	}
+	h.sseClose(s)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// sseClose is the client's close frame.
+func (h *Hub) sseClose(s *sseSession) {
 	s.c.lastSeen.Store(time.Now().UnixNano())
 	h.peerClosed(s.c, CloseNormal, "bye")
-	w.WriteHeader(http.StatusNoContent)
+}
+
+// sseForwarded carries out a request another node received for a stream
+// of this node's.
+func (h *Hub) sseForwarded(env *envelope) {
+	conn, secret, _ := strings.Cut(env.target, ".")
+	s := h.local(conn, secret)
+	if s == nil {
+		return // not ours (another connection of the user's), or gone
+	}
+	switch env.origin {
+	case forwardTooBig:
+		h.closeConn(s.c, CloseTooBig, "too_big")
+	case forwardClose:
+		h.sseClose(s)
+	default:
+		s.inboxMu.Lock()
+		if len(s.inbox) >= maxForwardedBacklog {
+			s.inboxMu.Unlock()
+			h.counters.drop("rate_limited") // a client outrunning its own node
+			return
+		}
+		s.inbox = append(s.inbox, env.frame)
+		if s.draining {
+			s.inboxMu.Unlock()
+			return
+		}
+		s.draining = true
+		s.inboxMu.Unlock()
+		go h.drainForwarded(s)
+	}
+}
+
+func (h *Hub) drainForwarded(s *sseSession) {
+	for {
+		s.inboxMu.Lock()
+		if len(s.inbox) == 0 {
+			s.draining = false
+			s.inbox = nil
+			s.inboxMu.Unlock()
+			return
+		}
+		body := s.inbox[0]
+		s.inbox = s.inbox[1:]
+		s.inboxMu.Unlock()
+		h.sseRequests(s, body)
+	}
 }
 
 // sseRequests handles the frames of one POST as a socket's reader handles

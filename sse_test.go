@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard"
+	"github.com/switchboardhq/switchboard/internal/testkit"
 )
 
 // An event stream is a connection like any other: the same registry,
@@ -325,5 +326,84 @@ func readAll(t *testing.T, resp *http.Response) string {
 		if err != nil {
 			return b.String()
 		}
+	}
+}
+
+// Behind a load balancer without stickiness a stream's POSTs may reach any
+// node: a node that does not hold the stream forwards them, through the
+// broker, to the node that does.
+func TestSSERequestsReachAnyNode(t *testing.T) {
+	bus := &testkit.Bus{}
+	opts := func(id string) switchboard.Options {
+		return switchboard.Options{Broker: bus.Node(), NodeID: id, Limits: switchboard.Limits{MaxMessageBytes: 512}}
+	}
+	a, b := startStd(t, opts("a")), startStd(t, opts("b"))
+	viaB := "http://" + b.addr + "/sse"
+
+	sc, _ := openSSE(t, a, "user=alice&room=lobby", nil)
+	sc.expect("ack")
+	bob := dial(t, b, "bob")
+	bob.join("lobby")
+	sc.expect("join")
+
+	// Frames POSTed to b are handled by a, in order, answered on the stream.
+	body := `{"type":"publish","id":"p1","room":"lobby","data":"via b"}` + "\n" + `{"type":"presence","id":"q1","room":"lobby"}`
+	if st := sessionRequest(t, http.MethodPost, viaB, sc.session, body); st != http.StatusAccepted {
+		t.Fatalf("POST via the other node: %d, want 202", st)
+	}
+	// The answers come in order; alice's own copy of her message comes
+	// through the broker, before or after them.
+	var got []string
+	echoed := false
+	for len(got) < 3 || !echoed {
+		f := sc.next()
+		if f.str("type") == "message" && f["data"] == "via b" {
+			echoed = true
+			continue
+		}
+		got = append(got, f.str("type")+":"+f.str("ref"))
+	}
+	if strings.Join(got, " ") != "ack:p1 presence: ack:q1" {
+		t.Fatalf("stream got %v", got)
+	}
+	if m := bob.expect("message"); m["data"] != "via b" || m.str("from") != "alice" {
+		t.Fatalf("bob got %v", m)
+	}
+
+	// A wrong secret is accepted by b (it cannot tell) and ignored by a.
+	conn, rest, _ := strings.Cut(sc.session, ".")
+	_, user, _ := strings.Cut(rest, ".")
+	forged := conn + ".00000000000000000000000000000000." + user
+	if st := sessionRequest(t, http.MethodPost, viaB, forged, `{"type":"leave","room":"lobby"}`); st != http.StatusAccepted {
+		t.Fatalf("forged POST via b: %d", st)
+	}
+	if st := sessionRequest(t, http.MethodDelete, viaB, forged, ""); st != http.StatusAccepted {
+		t.Fatalf("forged DELETE via b: %d", st)
+	}
+	if f, others := sc.request(map[string]any{"type": "presence", "room": "lobby"}); f.str("type") != "ack" || len(others) != 1 || fmt.Sprint(others[0]["users"]) != "[alice bob]" {
+		t.Fatalf("after forged requests: %v then %v", others, f)
+	}
+	// A malformed session is refused by any node.
+	for _, bad := range []string{"", "x", conn + "." + "s", conn + ".s.!!"} {
+		if st := sessionRequest(t, http.MethodPost, viaB, bad, `{}`); st != http.StatusNotFound {
+			t.Errorf("session %q via b: %d, want 404", bad, st)
+		}
+	}
+
+	// Over the limit via b: 413 there, the stream closes 1009 on a.
+	if st := sessionRequest(t, http.MethodPost, viaB, sc.session, strings.Repeat(" ", 600)); st != http.StatusRequestEntityTooLarge {
+		t.Fatalf("POST over the limit via b: %d", st)
+	}
+	if code, reason := sc.expectClose(); code != 1009 || reason != "too_big" {
+		t.Fatalf("closed %d %s", code, reason)
+	}
+
+	// DELETE via b closes the stream 1000.
+	sc2, _ := openSSE(t, a, "user=carol", nil)
+	if st := sessionRequest(t, http.MethodDelete, viaB, sc2.session, ""); st != http.StatusAccepted {
+		t.Fatalf("DELETE via b: %d", st)
+	}
+	if code, reason := sc2.expectClose(); code != 1000 || reason != "bye" {
+		t.Fatalf("DELETE via b closed %d %s", code, reason)
 	}
 }

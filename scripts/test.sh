@@ -12,6 +12,7 @@ say() { printf '\n==> %s\n' "$*"; }
 need_apt=()
 command -v node >/dev/null && command -v npm >/dev/null || need_apt+=(nodejs npm)
 command -v ip >/dev/null || need_apt+=(iproute2)
+command -v curl >/dev/null || need_apt+=(curl) # the event-stream e2e test reads /sse with curl -N
 # nginx in front of three nodes (e2e), systemd-analyze for the unit file.
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need_apt+=(nginx-light)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
