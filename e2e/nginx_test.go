@@ -91,7 +91,9 @@ http {
 // TestNginxInFront runs three nodes on one Redis behind Debian's nginx with
 // deploy/nginx.conf: WebSocket clients through nginx land on different
 // nodes with no stickiness, and room messages, direct messages, backend
-// API publishes and presence span them all.
+// API publishes and presence span them all. An event-stream client works
+// through the same nginx, its POSTs reaching whichever node (and, sent to
+// each node directly, every one of them).
 func TestNginxInFront(t *testing.T) {
 	needBroker(t, "redis")
 	ctx := testContext(t, 90*time.Second)
@@ -147,6 +149,35 @@ func TestNginxInFront(t *testing.T) {
 		return f.typ() == "message" && f.str("to") == "u5" && f.Msg["data"] == "dm"
 	}); err != nil {
 		t.Fatal(err)
+	}
+
+	// The event-stream fallback through nginx.
+	base := "http://" + front
+	es := openStream(t, ctx, base, "user=usse&room="+room)
+	es.expect(ctx, "the join ack", func(e sseEvent) bool { return e.frame["ref"] == "sse-join-"+room })
+	waitAPIUsers(t, ctx, "/api/presence?room="+room, append(users, "usse"), &server{Addr: front})
+	if err := clients[2].send(ctx, map[string]any{"type": "publish", "room": room, "data": "to the stream"}); err != nil {
+		t.Fatal(err)
+	}
+	es.expect(ctx, "a WebSocket client's message", func(e sseEvent) bool { return e.frame["data"] == "to the stream" })
+	// Its requests through nginx, then to each node straight: those that
+	// do not hold the stream forward them over Redis.
+	targets := []string{base}
+	for _, n := range nodes {
+		targets = append(targets, "http://"+n.Addr)
+	}
+	for i, target := range targets {
+		data := fmt.Sprintf("from the stream %d", i)
+		body := fmt.Sprintf(`{"type":"publish","id":"e%d","room":%q,"data":%q}`, i, room, data)
+		if st := es.post(ctx, target, body); st != 204 && st != 202 {
+			t.Fatalf("POST to %s: %d", target, st)
+		}
+		es.expect(ctx, "the ack of "+data, func(e sseEvent) bool { return e.frame["ref"] == fmt.Sprintf("e%d", i) })
+		for j, c := range clients {
+			if _, err := c.expect(ctx, data, func(f frame) bool { return f.typ() == "message" && f.Msg["data"] == data }); err != nil {
+				t.Fatalf("client %d: %v", j, err)
+			}
+		}
 	}
 }
 

@@ -1,11 +1,8 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"os/exec"
-	"strings"
 	"testing"
 	"time"
 )
@@ -33,26 +30,10 @@ func TestSSEWithCurl(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	events := make(chan [3]string, 64) // event name, id, data
+	events := make(chan sseEvent, 64)
 	go func() {
-		defer close(events)
-		sc := bufio.NewScanner(out)
-		var ev [3]string
-		for sc.Scan() {
-			line := sc.Text()
-			switch {
-			case line == "":
-				events <- ev
-				ev = [3]string{}
-			case strings.HasPrefix(line, "event: "):
-				ev[0] = strings.TrimPrefix(line, "event: ")
-			case strings.HasPrefix(line, "id: "):
-				ev[1] = strings.TrimPrefix(line, "id: ")
-			case strings.HasPrefix(line, "data: "):
-				ev[2] += strings.TrimPrefix(line, "data: ")
-			default:
-				t.Errorf("line %q is not event-stream", line)
-			}
+		if err := readEvents(out, events); err != nil {
+			t.Errorf("curl's output: %v", err)
 		}
 	}()
 	next := func() (name, id string, f map[string]any) {
@@ -62,10 +43,7 @@ func TestSSEWithCurl(t *testing.T) {
 			if !ok {
 				t.Fatal("curl's stream ended early")
 			}
-			if err := json.Unmarshal([]byte(ev[2]), &f); err != nil {
-				t.Fatalf("event data %q: %v", ev[2], err)
-			}
-			return ev[0], ev[1], f
+			return ev.name, ev.id, ev.frame
 		case <-ctx.Done():
 			t.Fatal("no event in time")
 		}
