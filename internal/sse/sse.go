@@ -85,18 +85,28 @@ func (cv *Converter) Append(dst []byte, frames [][]byte) ([]byte, int) {
 					continue // header incomplete; the rest comes next
 				}
 				if cv.need == 0 { // an empty payload is complete at once
-					dst = cv.emit(dst)
+					dst = cv.emit(dst, nil)
 					cv.need = -1
 					continue
 				}
+			}
+			if len(cv.payload) == 0 && cv.need <= len(b) {
+				// The whole payload is in this buffer (the common case):
+				// no copy.
+				dst = cv.emit(dst, b[:cv.need])
+				b, cv.need = b[cv.need:], -1
+				continue
 			}
 			n := min(cv.need, len(b))
 			cv.payload = append(cv.payload, b[:n]...)
 			cv.need -= n
 			b = b[n:]
 			if cv.need == 0 {
-				dst = cv.emit(dst)
+				dst = cv.emit(dst, cv.payload)
 				cv.payload, cv.need = cv.payload[:0], -1
+				if cap(cv.payload) > maxKeptPayload {
+					cv.payload = nil // an idle stream keeps no big buffer
+				}
 			}
 		}
 	}
@@ -141,17 +151,21 @@ func headerSize(hdr []byte) int {
 	return 2
 }
 
-// emit appends the event for the frame just read.
-func (cv *Converter) emit(dst []byte) []byte {
+// maxKeptPayload is the largest reassembly buffer a stream keeps between
+// frames split across buffers.
+const maxKeptPayload = 4 << 10
+
+// emit appends the event for the frame just read, whose payload is p.
+func (cv *Converter) emit(dst, p []byte) []byte {
 	switch cv.op {
 	case opText:
-		return AppendEvent(dst, cv.payload, cv.eventID(cv.payload))
+		return AppendEvent(dst, p, cv.eventID(p))
 	case opClose:
 		cv.closed = true
 		code, reason := 1005, ""
-		if len(cv.payload) >= 2 {
-			code = int(binary.BigEndian.Uint16(cv.payload))
-			reason = string(cv.payload[2:])
+		if len(p) >= 2 {
+			code = int(binary.BigEndian.Uint16(p))
+			reason = string(p[2:])
 		}
 		return AppendClose(dst, code, reason)
 	}

@@ -141,3 +141,16 @@ func TestRequests(t *testing.T) {
 		t.Errorf("stopping: %d calls", n)
 	}
 }
+
+// BenchmarkConvertMessage is the event stream's cost per delivery: one
+// chat-sized message frame rewritten as an event with its id.
+func BenchmarkConvertMessage(b *testing.B) {
+	msg := frame(opText, []byte(`{"type":"message","room":"kept","from":"alice","data":{"text":"`+strings.Repeat("hello ", 20)+`"},"id":"4f2a-17","offset":42,"ts":1796647164986}`))
+	cv := Converter{Resume: "kept"}
+	dst := make([]byte, 0, 512)
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		dst, _ = cv.Append(dst[:0], [][]byte{msg})
+	}
+}
