@@ -407,3 +407,57 @@ func TestSSERequestsReachAnyNode(t *testing.T) {
 		t.Fatalf("DELETE via b closed %d %s", code, reason)
 	}
 }
+
+// The per-connection message rate holds on a stream: the frames of a POST
+// count one by one, and repeated violations close it 1008.
+func TestSSERateLimit(t *testing.T) {
+	transports(t, func(t *testing.T, start starter) {
+		s := start(t, switchboard.Options{Limits: switchboard.Limits{Rate: 0.001, Burst: 3, MaxRateViolations: 3}})
+		sc, _ := openSSE(t, s, "user=a", nil)
+		// One POST, five frames: three pass, two are refused.
+		body := strings.Repeat(`{"type":"presence","room":"r","id":"x"}`+"\n", 5)
+		if st := sc.post(body); st != http.StatusNoContent {
+			t.Fatalf("POST: %d", st)
+		}
+		var codes []string
+		for len(codes) < 5 {
+			f := sc.next()
+			if f.str("type") == "error" {
+				codes = append(codes, f.str("code"))
+			} else if f.str("type") == "presence" {
+				codes = append(codes, "ok")
+			}
+		}
+		if strings.Join(codes, " ") != "ok ok ok rate_limited rate_limited" {
+			t.Fatalf("answers %v", codes)
+		}
+		sc.send(map[string]any{"type": "pong"}) // never limited, not a violation
+		sc.send(map[string]any{"type": "ping"}) // the third violation in a row
+		if code, reason := sc.expectClose(); code != 1008 || reason != "policy" {
+			t.Fatalf("closed %d %s, want 1008 policy", code, reason)
+		}
+	})
+}
+
+// A panic while handling a stream's request closes only that stream, 1011.
+func TestSSEPanicClosesOnlyThatStream(t *testing.T) {
+	transports(t, func(t *testing.T, start starter) {
+		s := start(t, switchboard.Options{OnMessage: func(_ *switchboard.Conn, raw []byte) {
+			if strings.Contains(string(raw), "boom") {
+				panic("application bug")
+			}
+		}})
+		watcher := dial(t, s, "watcher")
+		watcher.join("r")
+		sc, _ := openSSE(t, s, "user=alice&room=r", nil)
+		watcher.expect("join")
+		sc.send(map[string]any{"type": "publish", "room": "r", "data": "boom"})
+		if code, reason := sc.expectClose(); code != 1011 || reason != "internal" {
+			t.Fatalf("closed %d %s, want 1011 internal", code, reason)
+		}
+		if l := watcher.expect("leave"); l.str("user") != "alice" {
+			t.Fatalf("got %v", l)
+		}
+		watcher.noFrame()
+	})
+}
