@@ -35,35 +35,27 @@ type cluster struct {
 // shut down when the test ends.
 func runCluster(t *testing.T, n int) *cluster {
 	t.Helper()
-	ports := make([]int, n)
-	routes := make([]string, n)
-	for i := range ports {
-		ports[i] = freePort(t)
-		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i])
-	}
-	dirs := make([]string, n)
-	for i := range dirs {
-		dirs[i] = t.TempDir()
-	}
 	c := &cluster{t: t}
 	t.Cleanup(c.shutdown) // before the directories are removed
 	name := "sb-" + strings.TrimSuffix(strings.TrimPrefix(uniquePrefix(), "sbtest."), ".")
-	for i := range n {
-		s, err := server.NewServer(&server.Options{
-			ServerName: fmt.Sprintf("n%d", i), Host: "127.0.0.1", Port: -1,
-			NoLog: true, NoSigs: true,
-			JetStream: true, StoreDir: dirs[i],
-			Cluster: server.ClusterOpts{Name: name, Host: "127.0.0.1", Port: ports[i]},
-			Routes:  server.RoutesFromStr(strings.Join(routes, ",")),
-		})
-		if err != nil {
-			t.Fatal(err)
+	// The route ports are guessed free, and another test's listener may
+	// take one before its server binds it; the whole cluster then starts
+	// again on new ports.
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		servers, err := startCluster(t, name, n)
+		if err == nil {
+			c.servers = servers
+			break
 		}
-		go s.Start()
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatalf("server %d not ready", i)
+		for _, s := range servers {
+			s.Shutdown()
+			s.WaitForShutdown()
 		}
-		c.servers = append(c.servers, s)
+		if attempt == attempts {
+			t.Fatalf("cluster did not start in %d attempts: %v", attempts, err)
+		}
+		t.Logf("cluster start failed (%v); again on new ports", err)
 	}
 	testkit.Eventually(t, clusterWait, 20*time.Millisecond, "servers routed to each other", func() bool {
 		for _, s := range c.servers {
@@ -75,6 +67,37 @@ func runCluster(t *testing.T, n int) *cluster {
 	})
 	c.waitMetaLeader(c.servers)
 	return c
+}
+
+// startCluster starts n servers routed to each other on fresh ports and
+// directories. On error it returns the servers it started, for shutdown.
+func startCluster(t *testing.T, name string, n int) ([]*server.Server, error) {
+	t.Helper()
+	routes := make([]string, n)
+	ports := make([]int, n)
+	for i := range ports {
+		ports[i] = freePort(t)
+		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i])
+	}
+	var servers []*server.Server
+	for i := range n {
+		s, err := server.NewServer(&server.Options{
+			ServerName: fmt.Sprintf("n%d", i), Host: "127.0.0.1", Port: -1,
+			NoLog: true, NoSigs: true,
+			JetStream: true, StoreDir: t.TempDir(),
+			Cluster: server.ClusterOpts{Name: name, Host: "127.0.0.1", Port: ports[i]},
+			Routes:  server.RoutesFromStr(strings.Join(routes, ",")),
+		})
+		if err != nil {
+			return servers, fmt.Errorf("server %d: %w", i, err)
+		}
+		servers = append(servers, s)
+		go s.Start()
+		if !s.ReadyForConnections(10 * time.Second) {
+			return servers, fmt.Errorf("server %d not ready (route port %d taken?)", i, ports[i])
+		}
+	}
+	return servers, nil
 }
 
 // waitMetaLeader waits until one of live is the JetStream meta leader and
