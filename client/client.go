@@ -114,7 +114,8 @@ func (c *Client) Done() <-chan struct{} { return c.done }
 // Err says why the client stopped on its own: a *CloseError with code 4002
 // (replaced by a newer connection of the user), 4003 (kicked by the
 // application), 1002, 1003 or 1007 (a protocol fault reconnecting would
-// repeat), the close of the only connection with NoReconnect, or a
+// repeat), 1008 token_expired without Options.TokenFunc, the close of the
+// only connection with NoReconnect, or a
 // *HandshakeError that retrying cannot cure (401 without TokenFunc, 403,
 // 429 too_many_connections, 400). It is nil while running and after Close.
 func (c *Client) Err() error {
@@ -177,7 +178,7 @@ func (c *Client) run(s *session) {
 			c.finish(nil)
 			return
 		}
-		if ce := (*CloseError)(nil); errors.As(err, &ce) && stopCodes[ce.Code] != "" || c.opts.NoReconnect {
+		if c.opts.NoReconnect || !c.retryClose(err) {
 			c.log.Warn("switchboard: not reconnecting", "error", err)
 			c.finish(err)
 			return
@@ -214,6 +215,21 @@ func (c *Client) run(s *session) {
 			}
 		}
 	}
+}
+
+// retryClose says whether the connection's end is worth a reconnect: not
+// after a close code in stopCodes, nor after 1008 token_expired when the
+// token cannot change (no TokenFunc): the server would only answer the
+// same token with 401.
+func (c *Client) retryClose(err error) bool {
+	var ce *CloseError
+	if !errors.As(err, &ce) {
+		return true
+	}
+	if stopCodes[ce.Code] != "" {
+		return false
+	}
+	return !(ce.Code == 1008 && ce.Reason == "token_expired" && c.opts.TokenFunc == nil)
 }
 
 // finish stops the client for good; err is why (nil after Close).
