@@ -438,32 +438,38 @@ func (c *Client) handle(s *session, f *frame) bool {
 var pongFrame = []byte(`{"type":"pong"}`)
 
 // deliver hands m to the application, waiting up to SlowConsumerTimeout
-// when the buffer is full, and records its offset once delivered.
+// when the buffer is full. The resume position moves first, so that an
+// application calling Position right after receiving m sees m counted;
+// if m cannot be handed over, the position moves back and a reconnect
+// asks for m again.
 func (c *Client) deliver(m Message) bool {
+	undo := c.track(m)
 	select {
 	case c.msgs <- m:
+		return true
 	default:
-		t := time.NewTimer(c.opts.SlowConsumerTimeout)
-		defer t.Stop()
-		select {
-		case c.msgs <- m:
-		case <-t.C:
-			return false
-		case <-c.ctx.Done():
-			return false
-		}
 	}
-	c.track(m)
-	return true
+	t := time.NewTimer(c.opts.SlowConsumerTimeout)
+	defer t.Stop()
+	select {
+	case c.msgs <- m:
+		return true
+	case <-t.C:
+	case <-c.ctx.Done():
+	}
+	undo()
+	return false
 }
 
 // track advances the resume position of the room m counts in: its own
 // room, or for a direct message the private room user:<to> when joined
 // (direct messages are what such a room recovers, unless the room's own
-// messages carry offsets: then those take precedence).
-func (c *Client) track(m Message) {
+// messages carry offsets: then those take precedence). The returned
+// function puts the position back. Only the read loop moves positions
+// from messages, so nothing else can have moved it meanwhile.
+func (c *Client) track(m Message) (undo func()) {
 	if m.Offset == 0 {
-		return
+		return func() {}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -478,8 +484,17 @@ func (c *Client) track(m Message) {
 			r = nil
 		}
 	}
-	if r != nil {
-		r.offset, r.pos = m.Offset, true
+	if r == nil {
+		return func() {}
+	}
+	offset, pos := r.offset, r.pos
+	r.offset, r.pos = m.Offset, true
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if r.offset == m.Offset {
+			r.offset, r.pos = offset, pos
+		}
 	}
 }
 
