@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"sync"
 	"testing"
 
@@ -235,4 +237,39 @@ func (g *goClient) waitStopped(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("client still running: %w", ctx.Err())
 	}
+}
+
+// cutter is an HTTP client whose dialer keeps the connections it made, so
+// that a test can drop them the way a network does: no close frame.
+type cutter struct {
+	mu    sync.Mutex
+	conns []net.Conn
+	tr    *http.Transport
+}
+
+func newCutter() *cutter {
+	c := &cutter{}
+	var d net.Dialer
+	c.tr = &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nc, err := d.DialContext(ctx, network, addr)
+		if err == nil {
+			c.mu.Lock()
+			c.conns = append(c.conns, nc)
+			c.mu.Unlock()
+		}
+		return nc, err
+	}}
+	return c
+}
+
+func (c *cutter) client() *http.Client { return &http.Client{Transport: c.tr} }
+
+// cut closes every connection made so far.
+func (c *cutter) cut() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, nc := range c.conns {
+		_ = nc.Close()
+	}
+	c.conns = nil
 }
