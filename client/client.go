@@ -134,8 +134,20 @@ func (c *Client) Welcome() Welcome {
 
 // Close ends the connection with 1000 and stops reconnecting; pending
 // requests fail with ErrDisconnected or ErrClosed. It returns once every
-// goroutine of the client has exited and both channels are closed.
+// goroutine of the client has exited and both channels are closed. The
+// close handshake waits at most 5s for the server's answer; Shutdown
+// bounds it with a context instead.
 func (c *Client) Close() error {
+	_ = c.Shutdown(context.Background())
+	return nil
+}
+
+// Shutdown is Close bounded by ctx: if ctx ends before the server has
+// answered the close handshake, the connection is dropped without waiting
+// and Shutdown returns ctx's error once the client's goroutines have
+// exited. Calls after the first wait for it and return nil.
+func (c *Client) Shutdown(ctx context.Context) error {
+	var err error
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
 		c.closing = true
@@ -143,13 +155,27 @@ func (c *Client) Close() error {
 		c.mu.Unlock()
 		if s != nil {
 			// A close handshake lets the server announce the leave at once;
-			// it is bounded by the library's own 5s timeouts.
-			_ = s.ws.Close(websocket.StatusNormalClosure, "bye")
+			// the library bounds it by 5s, ctx perhaps by less.
+			handshake := make(chan struct{})
+			go func() {
+				defer close(handshake)
+				_ = s.ws.Close(websocket.StatusNormalClosure, "bye")
+			}()
+			select {
+			case <-handshake:
+			case <-ctx.Done():
+				// Ending the read loop's context closes the connection,
+				// which ends the handshake's wait (CloseNow would wait for
+				// the handshake instead).
+				err = ctx.Err()
+				c.cancel()
+				<-handshake
+			}
 		}
 		c.cancel()
 	})
 	<-c.done
-	return nil
+	return err
 }
 
 func (c *Client) stopping() bool {
