@@ -93,6 +93,7 @@ func Dial(ctx context.Context, rawURL string, opts *Options) (*Client, error) {
 		close(c.done)
 		return nil, fmt.Errorf("dial %s: %w", redact(rawURL), err)
 	}
+	c.welcome = s.welcome // Welcome answers as soon as Dial returns
 	go c.run(s)
 	return c, nil
 }

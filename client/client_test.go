@@ -400,3 +400,20 @@ func TestShutdownBoundedByContext(t *testing.T) {
 		t.Fatalf("Close after Shutdown: %v", err)
 	}
 }
+
+// What the server announced is there as soon as Dial returns, before the
+// connection goroutine has got going.
+func TestWelcomeAfterDial(t *testing.T) {
+	_, url := startHub(t, switchboard.Options{})
+	for range 20 {
+		c, err := Dial(ctxT(t), url+"?user=alice", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := c.Welcome()
+		_ = c.Close()
+		if w.User != "alice" || w.Conn == "" || w.MaxMessageBytes == 0 {
+			t.Fatalf("Welcome right after Dial: %+v", w)
+		}
+	}
+}
