@@ -125,6 +125,33 @@ func (b *backend) halt() (uint64, error) {
 	return b.last, b.err
 }
 
+// expectContiguous checks that the messages x received in keptRoom have
+// every offset after from up to last, in order, once, each with the number
+// the backend published under it, and returns how many were recovered.
+func expectContiguous(t *testing.T, x *goClient, from, last uint64, sent map[uint64]int) (recovered int) {
+	t.Helper()
+	want := from + 1
+	for _, m := range x.messages() {
+		if m.Room != keptRoom {
+			continue
+		}
+		if m.Offset != want {
+			t.Fatalf("message at offset %d after %d: a gap or a duplicate", m.Offset, want-1)
+		}
+		if n, ok := dataInt(m); !ok || n != sent[m.Offset] {
+			t.Fatalf("offset %d carries %s, the backend published %d there", m.Offset, m.Data, sent[m.Offset])
+		}
+		if m.Recovered {
+			recovered++
+		}
+		want++
+	}
+	if want != last+1 {
+		t.Fatalf("delivered up to offset %d, published up to %d", want-1, last)
+	}
+	return recovered
+}
+
 // The Go client against real binaries. Its node is killed with SIGKILL
 // while a backend keeps publishing to a history room through another
 // node's API, before, during and after the outage. The client notices at
@@ -203,27 +230,7 @@ func TestClientResumesAcrossNodeKill(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Every offset from the join to the last publish, in order, once.
-	want := join.Offset + 1
-	recovered := 0
-	for _, m := range x.messages() {
-		if !inRoom(m) {
-			continue
-		}
-		if m.Offset != want {
-			t.Fatalf("message at offset %d after %d: a gap or a duplicate", m.Offset, want-1)
-		}
-		if n, ok := dataInt(m); !ok || n != pub.sent[m.Offset] {
-			t.Fatalf("offset %d carries %s, the backend published %d there", m.Offset, m.Data, pub.sent[m.Offset])
-		}
-		if m.Recovered {
-			recovered++
-		}
-		want++
-	}
-	if want != last+1 {
-		t.Fatalf("delivered up to offset %d, published up to %d", want-1, last)
-	}
+	recovered := expectContiguous(t, x, join.Offset, last, pub.sent)
 	if recovered < 100 {
 		t.Fatalf("%d messages came back from history; at least the 100 published during the outage should", recovered)
 	}
@@ -251,4 +258,81 @@ func TestClientResumesAcrossNodeKill(t *testing.T) {
 		t.Fatalf("delays %v: want at least 4 retries, jittered", delays)
 	}
 	t.Logf("%d retries with delays %v; %d of %d messages recovered from history", len(delays), delays, recovered, last-join.Offset)
+}
+
+// Two nodes on Redis behind Debian's nginx with deploy/nginx.conf, the Go
+// client connected through it. The node holding the client is killed with
+// SIGKILL while a backend publishes to a history room through the other
+// node; the client's dials are held back until 100 more messages are out.
+// It reconnects through nginx to the surviving node and resumes from the
+// shared history: contiguous offsets, each once, the missed ones marked
+// recovered.
+func TestClientFailsOverBehindNginx(t *testing.T) {
+	needBroker(t, "redis")
+	ctx := testContext(t, 90*time.Second)
+	cluster := fmt.Sprintf("n%x", rand.Uint64())
+	a := startServer(t, ctx, historyArgs("redis", cluster, 2, "a")...)
+	b := startServer(t, ctx, historyArgs("redis", cluster, 3, "b")...)
+	front := startNginx(t, ctx, a, b)
+
+	dials := newCutter()
+	x := dialGo(t, ctx, "ws://"+front+"/ws?user=x", &client.Options{
+		HTTPClient: dials.client(), MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+	})
+	join, err := x.Join(ctx, keptRoom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	home, other := a, b
+	if nodeConnections(t, ctx, a) == 0 {
+		home, other = b, a
+	}
+	pub := startBackend(ctx, other.Addr, keptRoom)
+	defer func() { _, _ = pub.halt() }()
+	if _, err := x.waitMsgs(ctx, "live messages before the kill", 30, func(m client.Message) bool { return m.Room == keptRoom }); err != nil {
+		t.Fatal(err)
+	}
+
+	release := dials.hold()
+	defer release()
+	killProcessGroup(home.cmd)
+	lost, err := x.waitState(ctx, client.StateReconnecting, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := closeCode(lost.Err); code != 1006 {
+		t.Fatalf("the connection ended with %v, want 1006 (nginx drops it without a close frame)", lost.Err)
+	}
+	if err := pub.waitPublished(ctx, 100); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if _, err := x.waitState(ctx, client.StateConnected, 2); err != nil {
+		t.Fatal(err)
+	}
+	rejoin, err := x.waitEvent(ctx, "the rejoin", func(e client.Event) bool { return e.Type == client.EventRejoin })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rejoin.Room != keptRoom || rejoin.Err != nil || !rejoin.Recovered {
+		t.Fatalf("rejoin %+v, want %s recovered", rejoin, keptRoom)
+	}
+	if n := nodeConnections(t, ctx, other); n != 1 {
+		t.Fatalf("the surviving node holds %d connections, want the client's", n)
+	}
+	if err := pub.waitPublished(ctx, 50); err != nil {
+		t.Fatal(err)
+	}
+	last, err := pub.halt()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.waitMsg(ctx, fmt.Sprintf("the last message (offset %d)", last), func(m client.Message) bool {
+		return m.Room == keptRoom && m.Offset == last
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if recovered := expectContiguous(t, x, join.Offset, last, pub.sent); recovered < 100 {
+		t.Fatalf("%d messages came back from history; at least the 100 published while the client was held back should", recovered)
+	}
 }

@@ -240,10 +240,12 @@ func (g *goClient) waitStopped(ctx context.Context) error {
 }
 
 // cutter is an HTTP client whose dialer keeps the connections it made, so
-// that a test can drop them the way a network does: no close frame.
+// that a test can drop them the way a network does (no close frame), and
+// can hold new dials back while it changes the world.
 type cutter struct {
 	mu    sync.Mutex
 	conns []net.Conn
+	gate  chan struct{} // nil: dials pass; else they wait until it is closed
 	tr    *http.Transport
 }
 
@@ -251,6 +253,16 @@ func newCutter() *cutter {
 	c := &cutter{}
 	var d net.Dialer
 	c.tr = &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c.mu.Lock()
+		gate := c.gate
+		c.mu.Unlock()
+		if gate != nil {
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
 		nc, err := d.DialContext(ctx, network, addr)
 		if err == nil {
 			c.mu.Lock()
@@ -263,6 +275,24 @@ func newCutter() *cutter {
 }
 
 func (c *cutter) client() *http.Client { return &http.Client{Transport: c.tr} }
+
+// hold makes new dials wait until the returned function is called (which
+// may be called again).
+func (c *cutter) hold() (release func()) {
+	gate := make(chan struct{})
+	c.mu.Lock()
+	c.gate = gate
+	c.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.mu.Lock()
+			c.gate = nil
+			c.mu.Unlock()
+			close(gate)
+		})
+	}
+}
 
 // cut closes every connection made so far.
 func (c *cutter) cut() {
