@@ -93,6 +93,7 @@ func Dial(ctx context.Context, rawURL string, opts *Options) (*Client, error) {
 		close(c.done)
 		return nil, fmt.Errorf("dial %s: %w", redact(rawURL), err)
 	}
+	c.welcome = s.welcome // Welcome answers as soon as Dial returns
 	go c.run(s)
 	return c, nil
 }
@@ -114,7 +115,8 @@ func (c *Client) Done() <-chan struct{} { return c.done }
 // Err says why the client stopped on its own: a *CloseError with code 4002
 // (replaced by a newer connection of the user), 4003 (kicked by the
 // application), 1002, 1003 or 1007 (a protocol fault reconnecting would
-// repeat), the close of the only connection with NoReconnect, or a
+// repeat), 1008 token_expired without Options.TokenFunc, the close of the
+// only connection with NoReconnect, or a
 // *HandshakeError that retrying cannot cure (401 without TokenFunc, 403,
 // 429 too_many_connections, 400). It is nil while running and after Close.
 func (c *Client) Err() error {
@@ -133,8 +135,20 @@ func (c *Client) Welcome() Welcome {
 
 // Close ends the connection with 1000 and stops reconnecting; pending
 // requests fail with ErrDisconnected or ErrClosed. It returns once every
-// goroutine of the client has exited and both channels are closed.
+// goroutine of the client has exited and both channels are closed. The
+// close handshake waits at most 5s for the server's answer; Shutdown
+// bounds it with a context instead.
 func (c *Client) Close() error {
+	_ = c.Shutdown(context.Background())
+	return nil
+}
+
+// Shutdown is Close bounded by ctx: if ctx ends before the server has
+// answered the close handshake, the connection is dropped without waiting
+// and Shutdown returns ctx's error once the client's goroutines have
+// exited. Calls after the first wait for it and return nil.
+func (c *Client) Shutdown(ctx context.Context) error {
+	var err error
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
 		c.closing = true
@@ -142,13 +156,27 @@ func (c *Client) Close() error {
 		c.mu.Unlock()
 		if s != nil {
 			// A close handshake lets the server announce the leave at once;
-			// it is bounded by the library's own 5s timeouts.
-			_ = s.ws.Close(websocket.StatusNormalClosure, "bye")
+			// the library bounds it by 5s, ctx perhaps by less.
+			handshake := make(chan struct{})
+			go func() {
+				defer close(handshake)
+				_ = s.ws.Close(websocket.StatusNormalClosure, "bye")
+			}()
+			select {
+			case <-handshake:
+			case <-ctx.Done():
+				// Ending the read loop's context closes the connection,
+				// which ends the handshake's wait (CloseNow would wait for
+				// the handshake instead).
+				err = ctx.Err()
+				c.cancel()
+				<-handshake
+			}
 		}
 		c.cancel()
 	})
 	<-c.done
-	return nil
+	return err
 }
 
 func (c *Client) stopping() bool {
@@ -177,7 +205,7 @@ func (c *Client) run(s *session) {
 			c.finish(nil)
 			return
 		}
-		if ce := (*CloseError)(nil); errors.As(err, &ce) && stopCodes[ce.Code] != "" || c.opts.NoReconnect {
+		if c.opts.NoReconnect || !c.retryClose(err) {
 			c.log.Warn("switchboard: not reconnecting", "error", err)
 			c.finish(err)
 			return
@@ -214,6 +242,21 @@ func (c *Client) run(s *session) {
 			}
 		}
 	}
+}
+
+// retryClose says whether the connection's end is worth a reconnect: not
+// after a close code in stopCodes, nor after 1008 token_expired when the
+// token cannot change (no TokenFunc): the server would only answer the
+// same token with 401.
+func (c *Client) retryClose(err error) bool {
+	var ce *CloseError
+	if !errors.As(err, &ce) {
+		return true
+	}
+	if stopCodes[ce.Code] != "" {
+		return false
+	}
+	return !(ce.Code == 1008 && ce.Reason == "token_expired" && c.opts.TokenFunc == nil)
 }
 
 // finish stops the client for good; err is why (nil after Close).
@@ -422,32 +465,38 @@ func (c *Client) handle(s *session, f *frame) bool {
 var pongFrame = []byte(`{"type":"pong"}`)
 
 // deliver hands m to the application, waiting up to SlowConsumerTimeout
-// when the buffer is full, and records its offset once delivered.
+// when the buffer is full. The resume position moves first, so that an
+// application calling Position right after receiving m sees m counted;
+// if m cannot be handed over, the position moves back and a reconnect
+// asks for m again.
 func (c *Client) deliver(m Message) bool {
+	undo := c.track(m)
 	select {
 	case c.msgs <- m:
+		return true
 	default:
-		t := time.NewTimer(c.opts.SlowConsumerTimeout)
-		defer t.Stop()
-		select {
-		case c.msgs <- m:
-		case <-t.C:
-			return false
-		case <-c.ctx.Done():
-			return false
-		}
 	}
-	c.track(m)
-	return true
+	t := time.NewTimer(c.opts.SlowConsumerTimeout)
+	defer t.Stop()
+	select {
+	case c.msgs <- m:
+		return true
+	case <-t.C:
+	case <-c.ctx.Done():
+	}
+	undo()
+	return false
 }
 
 // track advances the resume position of the room m counts in: its own
 // room, or for a direct message the private room user:<to> when joined
 // (direct messages are what such a room recovers, unless the room's own
-// messages carry offsets: then those take precedence).
-func (c *Client) track(m Message) {
+// messages carry offsets: then those take precedence). The returned
+// function puts the position back. Only the read loop moves positions
+// from messages, so nothing else can have moved it meanwhile.
+func (c *Client) track(m Message) (undo func()) {
 	if m.Offset == 0 {
-		return
+		return func() {}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -462,8 +511,17 @@ func (c *Client) track(m Message) {
 			r = nil
 		}
 	}
-	if r != nil {
-		r.offset, r.pos = m.Offset, true
+	if r == nil {
+		return func() {}
+	}
+	offset, pos := r.offset, r.pos
+	r.offset, r.pos = m.Offset, true
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if r.offset == m.Offset {
+			r.offset, r.pos = offset, pos
+		}
 	}
 }
 

@@ -370,3 +370,50 @@ func TestBackoff(t *testing.T) {
 		t.Errorf("MaxBackoff below MinBackoff: %v", o.MaxBackoff)
 	}
 }
+
+// Shutdown bounds the close handshake with its context: a server that
+// never answers it does not hold the application for the library's 5s.
+func TestShutdownBoundedByContext(t *testing.T) {
+	_, url := startHub(t, switchboard.Options{})
+	p := newProxy(t, strings.TrimPrefix(strings.TrimSuffix(url, "/ws"), "ws://"))
+	c, st := dialTest(t, "ws://"+p.addr()+"/ws", "alice", Options{})
+	p.freeze()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	returned := make(chan error, 1)
+	go func() { returned <- c.Shutdown(ctx) }()
+	select {
+	case err := <-returned:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Shutdown of a connection whose server does not answer: %v", err)
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatal("Shutdown waited past its context for the close handshake")
+	}
+	select {
+	case <-c.Done():
+	default:
+		t.Fatal("Done not closed after Shutdown returned")
+	}
+	st.expect(t, StateClosed)
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close after Shutdown: %v", err)
+	}
+}
+
+// What the server announced is there as soon as Dial returns, before the
+// connection goroutine has got going.
+func TestWelcomeAfterDial(t *testing.T) {
+	_, url := startHub(t, switchboard.Options{})
+	for range 20 {
+		c, err := Dial(ctxT(t), url+"?user=alice", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := c.Welcome()
+		_ = c.Close()
+		if w.User != "alice" || w.Conn == "" || w.MaxMessageBytes == 0 {
+			t.Fatalf("Welcome right after Dial: %+v", w)
+		}
+	}
+}

@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 
 // startHub runs a real hub behind a test server and returns it with the
 // ws:// URL of its endpoint; both are closed when the test ends.
-func startHub(t *testing.T, opts switchboard.Options) (*switchboard.Hub, string) {
+func startHub(t testing.TB, opts switchboard.Options) (*switchboard.Hub, string) {
 	t.Helper()
 	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	hub, err := switchboard.New(opts)

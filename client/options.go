@@ -20,7 +20,9 @@ type Options struct {
 	// TokenFunc, if set, is called before every connection attempt and its
 	// token is used instead of Token: a reconnect after 1008 token_expired
 	// or a 401 then presents a fresh one. An error from it counts as a
-	// failed attempt.
+	// failed attempt. Without it, a connection closed with 1008
+	// token_expired is not reconnected (Err says so): the same token would
+	// only be refused.
 	TokenFunc func(ctx context.Context) (string, error)
 	// HTTPHeader is added to every handshake request.
 	HTTPHeader http.Header

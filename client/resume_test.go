@@ -1,6 +1,8 @@
 package client
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"testing"
@@ -153,4 +155,29 @@ func slicesEqual(got []string, want ...string) bool {
 		}
 	}
 	return true
+}
+
+// Position counts a message as soon as the application has it: an
+// application that saves its place after every message never saves one
+// behind what it processed.
+func TestPositionFollowsDelivery(t *testing.T) {
+	hub, url := startHub(t, switchboard.Options{History: switchboard.HistoryOptions{Rooms: []string{"h:*"}, Size: 500}})
+	c, _ := dialTest(t, url, "alice", Options{})
+	if _, err := c.Join(ctxT(t), "h:1"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 300
+	go func() {
+		for i := 1; i <= n; i++ {
+			if _, err := hub.Publish(context.Background(), "h:1", json.RawMessage(strconv.Itoa(i))); err != nil {
+				return
+			}
+		}
+	}()
+	for i := 1; i <= n; i++ {
+		m := next(t, c)
+		if off, _, ok := c.Position("h:1"); !ok || off < m.Offset {
+			t.Fatalf("after receiving offset %d, Position says %d (%v)", m.Offset, off, ok)
+		}
+	}
 }

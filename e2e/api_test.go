@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/switchboardhq/switchboard/client"
 )
 
 // apiCall is what curl would do against the running binary.
@@ -59,29 +59,18 @@ func TestBackendAPIEndToEnd(t *testing.T) {
 	s := startServer(t, ctx, "--addr=127.0.0.1:0", "--api-key=k1", "--api-key", "k2", "--node-id=e2e-node")
 	base := "http://" + s.Addr
 
-	c, err := dialClient(ctx, "ws://"+s.Addr+"/ws?user=alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.close()
-	if _, err := c.expect(ctx, "welcome", func(f frame) bool { return f.typ() == "welcome" }); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.request(ctx, map[string]any{"type": "join", "room": "r", "id": "1"}); err != nil {
-		t.Fatal(err)
-	}
+	c := joinedGo(t, ctx, s, "alice", "r")
 
 	code, ans := apiCall(t, ctx, "POST", base+"/api/publish", "k2", `{"room":"r","data":{"hello":"from the backend"}}`)
 	if code != 200 || ans["id"] == "" {
 		t.Fatalf("publish: %d %v", code, ans)
 	}
-	msg, err := c.expect(ctx, "published message", func(f frame) bool { return f.typ() == "message" })
+	msg, err := c.waitMsg(ctx, "the published message", func(m client.Message) bool { return m.Room == "r" })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if msg.str("id") != ans["id"] || msg.str("from") != "server" || msg.str("room") != "r" ||
-		!strings.Contains(msg.Raw, `"data":{"hello":"from the backend"}`) {
-		t.Errorf("client got %s, want message %v from server", msg.Raw, ans["id"])
+	if msg.ID != ans["id"] || msg.From != "server" || string(msg.Data) != `{"hello":"from the backend"}` {
+		t.Errorf("client got %+v, want message %v from server", msg, ans["id"])
 	}
 
 	code, ans = apiCall(t, ctx, "GET", base+"/api/presence?room=r", "k1", "")
@@ -122,13 +111,8 @@ func TestBackendAPIEndToEnd(t *testing.T) {
 	if code != 200 || ans["user"] != "alice" {
 		t.Fatalf("disconnect: %d %v", code, ans)
 	}
-	select {
-	case <-c.done:
-	case <-ctx.Done():
-		t.Fatal("the client was not disconnected")
-	}
-	if got := websocket.CloseStatus(c.err); got != 4003 {
-		t.Errorf("closed with %v (%v), want 4003", got, c.err)
+	if err := c.waitStopped(ctx); closeCode(err) != 4003 {
+		t.Errorf("the client stopped with %v, want 4003 (and no reconnect)", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboardhq/switchboard/client"
 )
 
 // brokerProcess is a private Redis or NATS server for one test, so that
@@ -110,44 +113,44 @@ func TestBrokerRestart(t *testing.T) {
 			a := startServer(t, ctx, args(2, "a")...)
 			b := startServer(t, ctx, args(3, "b")...)
 			const room = "ops"
-			alice := clusterClient(t, ctx, a, "alice", room)
-			bob := clusterClient(t, ctx, b, "bob", room)
+			alice := joinedGo(t, ctx, a, "alice", room)
+			bob := joinedGo(t, ctx, b, "bob", room)
+			conns := []string{alice.Welcome().Conn, bob.Welcome().Conn}
 			waitAPIUsers(t, ctx, "/api/presence?room="+room, []string{"alice", "bob"}, a, b)
 
-			// alice publishes numbered messages throughout.
+			// alice publishes numbered messages throughout; during the
+			// outage her node refuses them with an error frame.
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			wg.Go(func() {
+				pace := time.NewTicker(5 * time.Millisecond)
+				defer pace.Stop()
 				for i := 0; ; i++ {
 					select {
 					case <-stop:
 						return
-					case <-time.After(5 * time.Millisecond):
+					case <-pace.C:
 					}
-					if alice.send(ctx, map[string]any{"type": "publish", "room": room, "data": i}) != nil {
+					var refused *client.Error
+					if err := alice.Publish(ctx, room, i); err != nil && !errors.As(err, &refused) {
 						return
 					}
 				}
 			})
 			defer func() { close(stop); wg.Wait() }()
-			last := -1
-			fromAlice := func(desc string, until func(int) bool) {
+			fromAlice := func(desc string, atLeast int) int {
 				t.Helper()
-				if _, err := bob.expect(ctx, desc, func(f frame) bool {
-					if f.typ() != "message" || f.str("from") != "alice" {
-						return false
-					}
-					n := int(f.Msg["data"].(float64))
-					if n <= last {
-						t.Fatalf("message %d after %d: order lost", n, last)
-					}
-					last = n
-					return until(n)
-				}); err != nil {
+				m, err := bob.waitMsg(ctx, desc, func(m client.Message) bool {
+					n, ok := dataInt(m)
+					return m.From == "alice" && ok && n >= atLeast
+				})
+				if err != nil {
 					t.Fatal(err)
 				}
+				n, _ := dataInt(m)
+				return n
 			}
-			fromAlice("traffic before the outage", func(n int) bool { return n >= 20 })
+			fromAlice("traffic before the outage", 20)
 
 			bp.kill()
 			waitReady(t, ctx, a, http.StatusServiceUnavailable)
@@ -156,25 +159,41 @@ func TestBrokerRestart(t *testing.T) {
 			if st, body := apiCall(t, ctx, "POST", "http://"+b.Addr+"/api/publish", "k", `{"room":"ops","data":"during"}`); st != http.StatusServiceUnavailable || body["error"] != "broker_unavailable" {
 				t.Fatalf("publish during the outage: %d %v, want 503 broker_unavailable", st, body)
 			}
-			before := last
 			bp.start(t, ctx)
 			waitReady(t, ctx, a, http.StatusOK)
 			waitReady(t, ctx, b, http.StatusOK)
-			fromAlice("traffic after the broker returned", func(n int) bool { return n >= before+50 })
-
-			for _, c := range []*wsClient{alice, bob} {
-				select {
-				case <-c.done:
-					t.Fatalf("a client lost its connection during the outage: %v", c.err)
-				default:
+			before := -1
+			for _, m := range bob.messages() {
+				if n, ok := dataInt(m); ok && m.From == "alice" {
+					before = max(before, n)
+				}
+			}
+			fromAlice("traffic after the broker returned", before+50)
+			last := -1
+			for _, m := range bob.messages() {
+				if n, ok := dataInt(m); ok && m.From == "alice" {
+					if n <= last {
+						t.Fatalf("message %d after %d: order lost", n, last)
+					}
+					last = n
+				}
+			}
+			for i, c := range []*goClient{alice, bob} {
+				for _, sc := range c.stateChanges() {
+					if sc.State == client.StateReconnecting {
+						t.Fatalf("a client lost its connection during the outage: %v", sc.Err)
+					}
+				}
+				if c.Welcome().Conn != conns[i] {
+					t.Fatalf("a client is on a new connection after the outage")
 				}
 			}
 			// Presence held through the outage (the new server knows
 			// nothing; the nodes' replicas do) and a new change crosses.
 			waitAPIUsers(t, ctx, "/api/presence?room="+room, []string{"alice", "bob"}, a, b)
-			clusterClient(t, ctx, b, "carol", room)
-			if _, err := alice.expect(ctx, "carol's join across the restarted broker", func(f frame) bool {
-				return f.typ() == "join" && f.str("user") == "carol"
+			joinedGo(t, ctx, b, "carol", room)
+			if _, err := alice.waitEvent(ctx, "carol's join across the restarted broker", func(e client.Event) bool {
+				return e.Type == client.EventJoin && e.Room == room && e.User == "carol"
 			}); err != nil {
 				t.Fatal(err)
 			}

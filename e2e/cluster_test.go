@@ -2,14 +2,13 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/switchboardhq/switchboard/client"
 )
 
 // Two real nodes share a broker: a publish on one node reaches a member on
@@ -35,56 +34,50 @@ func TestTwoNodesShareABroker(t *testing.T) {
 			a := startServer(t, ctx, append(args, "--node-id=a-"+sfx)...)
 			b := startServer(t, ctx, append(args, "--node-id=b-"+sfx)...)
 
-			ca := joined(t, ctx, "ws://"+a.Addr+"/ws?user="+alice, room)
-			cb := joined(t, ctx, "ws://"+b.Addr+"/ws?user="+bob, room)
+			ca := joinedGo(t, ctx, a, alice, room)
+			cb := joinedGo(t, ctx, b, bob, room)
 
-			if _, err := cb.request(ctx, map[string]any{"type": "publish", "room": room, "data": "across", "id": "p1"}); err != nil {
+			if err := cb.Publish(ctx, room, "across"); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := ca.expect(ctx, "bob's message on node a", func(f frame) bool {
-				return f.typ() == "message" && f.str("from") == bob && f.Msg["data"] == "across"
+			if _, err := ca.waitMsg(ctx, "bob's message on node a", func(m client.Message) bool {
+				return m.Room == room && m.From == bob && dataIs(m, "across")
 			}); err != nil {
 				t.Fatal(err)
 			}
 			// One sender's messages arrive in order on both nodes.
 			const n = 300
 			for i := range n {
-				if err := ca.send(ctx, map[string]any{"type": "publish", "room": room, "data": i}); err != nil {
+				if err := ca.Publish(ctx, room, i); err != nil {
 					t.Fatal(err)
 				}
 			}
-			for _, c := range []*wsClient{ca, cb} {
-				for want := 0; want < n; want++ {
-					f, err := c.expect(ctx, fmt.Sprintf("message %d", want), func(f frame) bool {
-						return f.typ() == "message" && f.str("from") == alice
-					})
-					if err != nil {
-						t.Fatal(err)
-					}
-					if got, _ := f.Msg["data"].(float64); int(got) != want {
-						t.Fatalf("got message %v, want %d: order lost across nodes", f.Msg["data"], want)
+			for _, c := range []*goClient{ca, cb} {
+				got, err := c.waitMsgs(ctx, fmt.Sprintf("alice's %d messages", n), n, func(m client.Message) bool {
+					return m.From == alice
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for want, m := range got {
+					if k, _ := dataInt(m); k != want {
+						t.Fatalf("got message %s, want %d: order lost across nodes", m.Data, want)
 					}
 				}
 			}
-			if _, err := ca.request(ctx, map[string]any{"type": "send", "to": bob, "data": "direct", "id": "s1"}); err != nil {
+			if err := ca.Send(ctx, bob, "direct"); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := cb.expect(ctx, "alice's direct message on node b", func(f frame) bool {
-				return f.typ() == "message" && f.str("to") == bob && f.Msg["data"] == "direct"
+			if _, err := cb.waitMsg(ctx, "alice's direct message on node b", func(m client.Message) bool {
+				return m.To == bob && m.From == alice && dataIs(m, "direct")
 			}); err != nil {
 				t.Fatal(err)
 			}
 			if st, body := apiCall(t, ctx, "POST", "http://"+a.Addr+"/api/disconnect", "k", `{"user":"`+bob+`"}`); st != 200 {
 				t.Fatalf("disconnect: %d %v", st, body)
 			}
-			select {
-			case <-cb.done:
-			case <-ctx.Done():
-				t.Fatal("bob not disconnected")
-			}
-			var ce websocket.CloseError
-			if !errors.As(cb.err, &ce) || ce.Code != 4003 {
-				t.Fatalf("bob's connection ended with %v, want 4003", cb.err)
+			if err := cb.waitStopped(ctx); closeCode(err) != 4003 {
+				t.Fatalf("bob's client stopped with %v, want 4003", err)
 			}
 		})
 	}

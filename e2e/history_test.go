@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboardhq/switchboard/client"
 )
 
 const keptRoom = "kept"
@@ -32,8 +34,6 @@ func publishAPI(t *testing.T, ctx context.Context, s *server, room string, data 
 	return uint64(off)
 }
 
-func offsetOfFrame(f frame) uint64 { n, _ := f.Msg["offset"].(float64); return uint64(n) }
-
 // A client away from a three-node cluster (after a clean close, or with its
 // connection dropped) while 1,000 messages are published on the other
 // nodes comes back on a third node with since: it gets exactly those, in
@@ -48,26 +48,27 @@ func TestHistoryAcrossNodes(t *testing.T) {
 			b := startServer(t, ctx, historyArgs(broker, cluster, 3, "b")...)
 			c := startServer(t, ctx, historyArgs(broker, cluster, 4, "c")...)
 			for _, away := range []string{"clean close", "dropped connection"} {
-				x, err := dialClient(ctx, "ws://"+a.Addr+"/ws?user=x")
-				if err != nil {
+				cut := newCutter()
+				x := dialGo(t, ctx, "ws://"+a.Addr+"/ws?user=x", &client.Options{NoReconnect: true, HTTPClient: cut.client()})
+				if _, err := x.Join(ctx, keptRoom); err != nil {
 					t.Fatal(err)
 				}
-				ack, err := x.request(ctx, map[string]any{"type": "join", "room": keptRoom, "id": "j"})
-				if err != nil {
-					t.Fatal(err)
-				}
-				epoch := ack.str("epoch")
 				live := publishAPI(t, ctx, b, keptRoom, "live")
-				if _, err := x.expect(ctx, "the live message", func(f frame) bool {
-					return f.typ() == "message" && offsetOfFrame(f) == live
-				}); err != nil {
+				if _, err := x.waitMsg(ctx, "the live message", func(m client.Message) bool { return m.Offset == live }); err != nil {
 					t.Fatal(err)
+				}
+				// Where the application would save its place.
+				since, epoch, ok := x.Position(keptRoom)
+				if !ok || since != live {
+					t.Fatalf("position %d %q %v, want offset %d", since, epoch, ok, live)
 				}
 				if away == "clean close" {
-					_ = x.conn.Close(1000, "")
-					<-x.done
+					_ = x.Close()
 				} else {
-					x.close()
+					cut.cut()
+					if err := x.waitStopped(ctx); closeCode(err) != 1006 {
+						t.Fatalf("the dropped connection ended with %v, want 1006", err)
+					}
 				}
 				const missed = 1000
 				var wg sync.WaitGroup
@@ -79,26 +80,25 @@ func TestHistoryAcrossNodes(t *testing.T) {
 					})
 				}
 				wg.Wait()
-				back, err := dialClient(ctx, "ws://"+c.Addr+"/ws?user=x")
+				back := dialGo(t, ctx, "ws://"+c.Addr+"/ws?user=x", nil)
+				res, err := back.Join(ctx, keptRoom, client.Since(since, epoch))
 				if err != nil {
 					t.Fatal(err)
 				}
-				back.conn.SetReadLimit(16 << 20)
-				ack, err = back.request(ctx, map[string]any{"type": "join", "room": keptRoom, "id": "j", "since": live, "epoch": epoch})
+				if !res.Recovered || res.Offset != live+missed || res.Epoch != epoch {
+					t.Fatalf("%s: rejoin %+v, want recovered up to offset %d", away, res, live+missed)
+				}
+				msgs, err := back.waitMsgs(ctx, "the recovered messages", missed, func(m client.Message) bool { return m.Room == keptRoom })
 				if err != nil {
 					t.Fatal(err)
 				}
-				msgs, _ := ack.Msg["messages"].([]any)
-				if ack.Msg["recovered"] != true || len(msgs) != missed {
-					t.Fatalf("%s: rejoin recovered %v with %d messages, want %d", away, ack.Msg["recovered"], len(msgs), missed)
-				}
-				seen := map[float64]bool{}
+				seen := map[int]bool{}
 				for i, m := range msgs {
-					mm := m.(map[string]any)
-					if off := uint64(mm["offset"].(float64)); off != live+1+uint64(i) {
-						t.Fatalf("%s: recovered message %d has offset %d, want %d", away, i, off, live+1+uint64(i))
+					if m.Offset != live+1+uint64(i) || !m.Recovered {
+						t.Fatalf("%s: recovered message %d has offset %d (recovered %v), want %d", away, i, m.Offset, m.Recovered, live+1+uint64(i))
 					}
-					seen[mm["data"].(float64)] = true
+					n, _ := dataInt(m)
+					seen[n] = true
 				}
 				if len(seen) != missed {
 					t.Fatalf("%s: recovered %d distinct messages, want %d", away, len(seen), missed)
@@ -107,14 +107,14 @@ func TestHistoryAcrossNodes(t *testing.T) {
 				if next != live+missed+1 {
 					t.Fatalf("offset after recovery %d, want %d", next, live+missed+1)
 				}
-				f, err := back.expect(ctx, "the next live message", func(f frame) bool { return f.typ() == "message" })
+				all, err := back.waitMsgs(ctx, "the next live message", missed+1, func(m client.Message) bool { return m.Room == keptRoom })
 				if err != nil {
 					t.Fatal(err)
 				}
-				if offsetOfFrame(f) != next {
-					t.Fatalf("%s: first live message after recovery has offset %d, want %d", away, offsetOfFrame(f), next)
+				if m := all[missed]; m.Offset != next || m.Recovered {
+					t.Fatalf("%s: first live message after recovery: %+v, want offset %d", away, m, next)
 				}
-				back.close()
+				_ = back.Close()
 			}
 		})
 	}
@@ -149,13 +149,15 @@ func TestHistoryLostByTheBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	publishAPI(t, ctx, b, keptRoom, "after the flush")
-	back := clusterClient(t, ctx, b, "x2", "other")
-	ack, err := back.request(ctx, map[string]any{"type": "join", "room": keptRoom, "id": "j2", "since": 5, "epoch": epoch})
+	back := dialGo(t, ctx, "ws://"+b.Addr+"/ws?user=x2", nil)
+	res, err := back.Join(ctx, keptRoom, client.Since(5, epoch))
 	if err != nil {
 		t.Fatal(err)
 	}
-	msgs, _ := ack.Msg["messages"].([]any)
-	if ack.Msg["recovered"] != false || len(msgs) != 0 || ack.str("epoch") == epoch || ack.Msg["offset"] != float64(1) {
-		t.Fatalf("after FLUSHDB: %s", ack.Raw)
+	if res.Recovered || res.Epoch == epoch || res.Offset != 1 {
+		t.Fatalf("after FLUSHDB: %+v, want not recovered, a new epoch, offset 1", res)
+	}
+	if msgs := back.messages(); len(msgs) != 0 {
+		t.Fatalf("after FLUSHDB the client was given %d messages: %+v", len(msgs), msgs)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboardhq/switchboard/client"
 )
 
 // startNginx runs Debian's nginx with deploy/nginx.conf, its upstream
@@ -108,9 +110,9 @@ func TestNginxInFront(t *testing.T) {
 
 	const room = "lobby"
 	users := []string{"u0", "u1", "u2", "u3", "u4", "u5"}
-	var clients []*wsClient
+	var clients []*goClient
 	for _, u := range users {
-		clients = append(clients, clusterClient(t, ctx, &server{Addr: front}, u, room))
+		clients = append(clients, joinedGo(t, ctx, &server{Addr: front}, u, room))
 	}
 	// least_conn spreads them: every node holds some.
 	for _, n := range nodes {
@@ -123,7 +125,7 @@ func TestNginxInFront(t *testing.T) {
 	}
 	waitAPIUsers(t, ctx, "/api/presence?room="+room, users, &server{Addr: front})
 
-	if err := clients[0].send(ctx, map[string]any{"type": "publish", "room": room, "data": "hello"}); err != nil {
+	if err := clients[0].Publish(ctx, room, "hello"); err != nil {
 		t.Fatal(err)
 	}
 	if st, body := apiCall(t, ctx, "POST", "http://"+front+"/api/publish", "k", `{"room":"lobby","data":"from the backend"}`); st != 200 {
@@ -131,22 +133,19 @@ func TestNginxInFront(t *testing.T) {
 	}
 	// Two senders on different nodes: each message arrives, in either order.
 	for i, c := range clients {
-		missing := map[any]bool{"hello": true, "from the backend": true}
-		for len(missing) > 0 {
-			f, err := c.expect(ctx, fmt.Sprint("messages ", missing), func(f frame) bool {
-				return f.typ() == "message" && missing[f.Msg["data"]]
-			})
-			if err != nil {
+		for _, want := range []string{"hello", "from the backend"} {
+			if _, err := c.waitMsg(ctx, fmt.Sprintf("message %q", want), func(m client.Message) bool {
+				return m.Room == room && dataIs(m, want)
+			}); err != nil {
 				t.Fatalf("client %d: %v", i, err)
 			}
-			delete(missing, f.Msg["data"])
 		}
 	}
-	if _, err := clients[1].request(ctx, map[string]any{"type": "send", "to": "u5", "data": "dm", "id": "s"}); err != nil {
+	if err := clients[1].Send(ctx, "u5", "dm"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := clients[5].expect(ctx, "the direct message", func(f frame) bool {
-		return f.typ() == "message" && f.str("to") == "u5" && f.Msg["data"] == "dm"
+	if _, err := clients[5].waitMsg(ctx, "the direct message", func(m client.Message) bool {
+		return m.To == "u5" && dataIs(m, "dm")
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +155,7 @@ func TestNginxInFront(t *testing.T) {
 	es := openStream(t, ctx, base, "user=usse&room="+room)
 	es.expect(ctx, "the join ack", func(e sseEvent) bool { return e.frame["ref"] == "sse-join-"+room })
 	waitAPIUsers(t, ctx, "/api/presence?room="+room, append(users, "usse"), &server{Addr: front})
-	if err := clients[2].send(ctx, map[string]any{"type": "publish", "room": room, "data": "to the stream"}); err != nil {
+	if err := clients[2].Publish(ctx, room, "to the stream"); err != nil {
 		t.Fatal(err)
 	}
 	es.expect(ctx, "a WebSocket client's message", func(e sseEvent) bool { return e.frame["data"] == "to the stream" })
@@ -174,7 +173,7 @@ func TestNginxInFront(t *testing.T) {
 		}
 		es.expect(ctx, "the ack of "+data, func(e sseEvent) bool { return e.frame["ref"] == fmt.Sprintf("e%d", i) })
 		for j, c := range clients {
-			if _, err := c.expect(ctx, data, func(f frame) bool { return f.typ() == "message" && f.Msg["data"] == data }); err != nil {
+			if _, err := c.waitMsg(ctx, data, func(m client.Message) bool { return m.Room == room && dataIs(m, data) }); err != nil {
 				t.Fatalf("client %d: %v", j, err)
 			}
 		}

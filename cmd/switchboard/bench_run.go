@@ -96,6 +96,7 @@ type fanoutOpts struct {
 	redisURL, natsURL    string
 	via                  string // loadgen.ViaAPI or ViaWS
 	publishers           int    // concurrent HTTP publishers (ViaAPI)
+	probes               int    // Go client subscribers besides subs (see runFanout)
 }
 
 // benchAPIKey is the API key of the bench's own servers, which listen on
@@ -129,6 +130,8 @@ func (f fanoutOpts) check() error {
 		return fmt.Errorf("--publish-via must be %q or %q, not %q", loadgen.ViaAPI, loadgen.ViaWS, f.via)
 	case f.via == loadgen.ViaAPI && f.publishers <= 0:
 		return fmt.Errorf("--publishers must be positive")
+	case f.probes < 0 || f.probes > 100:
+		return fmt.Errorf("--probes must be between 0 and 100")
 	}
 	return f.checkCluster()
 }
@@ -149,7 +152,7 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 		return nil, err
 	}
 	// Every node gets the limits a single node holding everyone would need.
-	serverFlags := append(s.serverFlagsFor(f.subs+1), brokerFlags...)
+	serverFlags := append(s.serverFlagsFor(f.subs+1+f.probes), brokerFlags...)
 	if f.via == loadgen.ViaAPI {
 		serverFlags = append(serverFlags, "--api-key="+benchAPIKey)
 	}
@@ -176,6 +179,22 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 	if err := s.waitJoined(ctx, "publisher", pubs, 1); err != nil {
 		return nil, err
 	}
+	// The probes: a few subscribers that are Go clients (package client),
+	// where the raw load connections, tuned to hold 10k+ connections per
+	// process, speak the protocol without a client library. The floor does
+	// not speak the protocol far enough for a client.
+	if s.target == targetFloor {
+		f.probes = 0
+	}
+	var probes []*worker
+	if f.probes > 0 {
+		if probes, err = s.spawnOn(f.nodes-1, f.probes, "--client", "--user-prefix", "probe"); err != nil {
+			return nil, err
+		}
+		if err := s.waitJoined(ctx, "Go client probes", probes, f.probes); err != nil {
+			return nil, err
+		}
+	}
 	if f.onBroker() {
 		want := make([]int, f.nodes)
 		for k := range want {
@@ -184,6 +203,7 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 		if f.via == loadgen.ViaWS {
 			want[0]++ // the publisher's connection
 		}
+		want[f.nodes-1] += f.probes
 		if err := s.waitNodeConns(ctx, want); err != nil {
 			return nil, err
 		}
@@ -193,6 +213,7 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 	}
 	pub := pubs[0]
 	expected := int64(f.subs) * int64(f.messages)
+	probeExpected := int64(f.probes) * int64(f.messages)
 	base := total(subs)
 	cpu0, err := s.nodeCPU()
 	if err != nil {
@@ -213,15 +234,19 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 			default:
 			}
 		}
-		got := t.Msgs - base.Msgs
-		if got != lastMsgs {
-			lastMsgs, lastChange = got, time.Now()
+		got, probeGot := t.Msgs-base.Msgs, total(probes).Msgs
+		if got+probeGot != lastMsgs {
+			lastMsgs, lastChange = got+probeGot, time.Now()
 		}
 		p := fmt.Sprintf("%d/%d delivered", got, expected)
-		if published != nil && got < expected && time.Since(lastChange) >= f.drain {
+		if f.probes > 0 {
+			p += fmt.Sprintf(", %d/%d to Go clients", probeGot, probeExpected)
+		}
+		done := got >= expected && probeGot >= probeExpected
+		if published != nil && !done && time.Since(lastChange) >= f.drain {
 			return true, p + fmt.Sprintf("; nothing new for %s, giving up", f.drain), nil
 		}
-		return got >= expected, p, nil
+		return done, p, nil
 	}, append(subs, pub))
 	cpu1, err := s.nodeCPU()
 	if err != nil {
@@ -253,8 +278,22 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 		}
 		maxPer = max(maxPer, rep.MaxPerConn)
 	}
-	t := total(subs)
+	var probeHist loadgen.HistData
+	for _, w := range probes {
+		if err := w.send("report"); err != nil {
+			return nil, err
+		}
+		rep, err := w.await(rctx, "report")
+		if err != nil {
+			return nil, err
+		}
+		probeHist.Merge(*rep.Hist)
+	}
+	t, pt := total(subs), total(probes)
 	got := t.Msgs - base.Msgs
+	// The server delivered to the probes too: they count in the figures
+	// per delivery.
+	all := got + pt.Msgs
 	dur := time.Duration(t.LastRecvNs - published.PubStart)
 	cpu := cpuUser + cpuSys
 	allNodes := "" // label suffix
@@ -279,7 +318,7 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 	r.add("per_conn_min_max", "messages per subscriber (min/max)", fmt.Sprintf("%d/%d", minPer, maxPer), "")
 	r.add("duration_s", "first publish to last delivery", round(dur.Seconds(), 3), "s")
 	if dur > 0 {
-		r.add("deliveries_per_s", "deliveries per second", round(float64(got)/dur.Seconds(), 0), "/s")
+		r.add("deliveries_per_s", "deliveries per second", round(float64(all)/dur.Seconds(), 0), "/s")
 	}
 	r.add("server_cpu_ms", "server CPU during the run"+allNodes, round(float64(cpu)/float64(time.Millisecond), 1), "ms")
 	r.add("server_cpu_user_sys_ms", "  of which user/system", fmt.Sprintf("%.0f/%.0f", float64(cpuUser)/1e6, float64(cpuSys)/1e6), "ms")
@@ -289,14 +328,25 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 	if dur > 0 {
 		r.add("server_cores_used", "server cores busy, on average", round(float64(cpu)/float64(dur), 2), "")
 	}
-	if got > 0 {
-		r.add("server_cpu_us_per_delivery", "server CPU per delivery", round(float64(cpu)/float64(time.Microsecond)/float64(got), 3), "us")
+	if all > 0 {
+		r.add("server_cpu_us_per_delivery", "server CPU per delivery", round(float64(cpu)/float64(time.Microsecond)/float64(all), 3), "us")
 	}
 	for _, q := range []struct {
 		key, label string
 		q          float64
 	}{{"latency_p50_ms", "latency p50", .5}, {"latency_p90_ms", "latency p90", .9}, {"latency_p99_ms", "latency p99", .99}, {"latency_max_ms", "latency max", 1}} {
 		r.add(q.key, q.label, round(float64(hist.Quantile(q.q))/float64(time.Millisecond), 2), "ms")
+	}
+	if f.probes > 0 {
+		r.add("probes", "Go client subscribers (package client)", f.probes, "")
+		r.add("probe_received", "  deliveries to them", pt.Msgs, "")
+		r.add("probe_lost", "  lost", probeExpected-pt.Msgs, "")
+		for _, q := range []struct {
+			key, label string
+			q          float64
+		}{{"probe_latency_p50_ms", "  their latency p50", .5}, {"probe_latency_p99_ms", "  their latency p99", .99}, {"probe_latency_max_ms", "  their latency max", 1}} {
+			r.add(q.key, q.label, round(float64(probeHist.Quantile(q.q))/float64(time.Millisecond), 2), "ms")
+		}
 	}
 	if f.onBroker() && brokerSeen {
 		label := "broker CPU during the run"
@@ -306,13 +356,16 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 		r.add("broker_cpu_ms", label, round(float64(brokerCPU1-brokerCPU0)/float64(time.Millisecond), 1), "ms")
 	}
 	r.add("server_rss_kb", "server RSS after"+allNodes, rss, "KB")
-	r.add("error_frames", "error frames", t.Errors+pub.status().Errors, "")
-	r.add("closed", "connections closed by server", t.Closed+pub.status().Closed, "")
+	r.add("error_frames", "error frames", t.Errors+pub.status().Errors+pt.Errors, "")
+	r.add("closed", "connections closed by server", t.Closed+pub.status().Closed+pt.Closed, "")
 	if runErr != nil {
 		return r, runErr
 	}
 	if lost := expected - got; lost != 0 {
 		return r, fmt.Errorf("%d of %d deliveries lost (close codes %v, first client error: %q)", lost, expected, t.CloseCodes, t.FirstErr)
+	}
+	if lost := probeExpected - pt.Msgs; lost != 0 {
+		return r, fmt.Errorf("%d of %d deliveries to the Go clients lost (close codes %v, first error: %q)", lost, probeExpected, pt.CloseCodes, pt.FirstErr)
 	}
 	return r, nil
 }

@@ -69,6 +69,15 @@ func TestBenchSmoke(t *testing.T) {
 		if res["expected"] != float64(1000) || res["received"] != float64(1000) || res["lost"] != float64(0) {
 			t.Errorf("want 1000 expected, 1000 received, 0 lost:\n%s", out)
 		}
+		// Two Go clients (package client) subscribe besides, by default.
+		if res["probes"] != float64(2) || res["probe_received"] != float64(40) || res["probe_lost"] != float64(0) {
+			t.Errorf("want 2 Go client probes with 40 deliveries, 0 lost:\n%s", out)
+		}
+		for _, k := range []string{"probe_latency_p50_ms", "probe_latency_p99_ms"} {
+			if v, ok := res[k].(float64); !ok || v <= 0 {
+				t.Errorf("%s = %v, want a latency:\n%s", k, res[k], out)
+			}
+		}
 		if !strings.Contains(res["command"].(string), "bench fanout --subs 50") {
 			t.Errorf("command = %q", res["command"])
 		}
@@ -152,6 +161,7 @@ func TestBenchSmoke(t *testing.T) {
 				Lost           *int     `json:"lost"`
 				PerNodeCPU     string   `json:"server_cpu_per_node_ms"`
 				BrokerCPU      *float64 `json:"broker_cpu_ms"`
+				ProbeReceived  int      `json:"probe_received"`
 			}
 			if err := json.Unmarshal([]byte(out), &res); err != nil {
 				t.Fatalf("not JSON: %v\n%s", err, out)
@@ -161,6 +171,10 @@ func TestBenchSmoke(t *testing.T) {
 			}
 			if res.Expected != 210 || res.Received != 210 || res.Lost == nil || *res.Lost != 0 {
 				t.Errorf("want 210 expected, 210 received, 0 lost:\n%s", out)
+			}
+			// The Go client probes sit on the last node, across the broker.
+			if res.ProbeReceived != 20 {
+				t.Errorf("want 20 deliveries to the Go client probes:\n%s", out)
 			}
 			if res.BrokerCPU == nil {
 				t.Errorf("no broker CPU figure:\n%s", out)
@@ -198,6 +212,7 @@ func TestBenchFanoutClusterFlags(t *testing.T) {
 		{"--broker", "kafka"},
 		{"--publish-via", "carrier-pigeon"},
 		{"--publishers", "0"},
+		{"--probes", "-1"},
 		{"--target", "elsewhere"},
 		{"--scaling", "--target", "floor"},
 	} {

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchboardhq/switchboard/client"
 )
 
 // Config describes the connections one worker process holds. A worker is
@@ -30,6 +32,10 @@ type Config struct {
 	LocalAddrs []string // source IPs, used round-robin by connection index
 	Parallel   int      // concurrent dials
 	Timeout    time.Duration
+	// Client makes the subscribers client.Client instances of the Go
+	// client package instead of raw connections (see runClient); not for
+	// a publisher.
+	Client bool
 
 	// Publisher only.
 	Publish  bool
@@ -84,6 +90,7 @@ type worker struct {
 	firstErr   string
 	closeCodes map[string]int64
 	conns      []*Conn
+	clients    []*client.Client
 	perConn    []atomic.Int64
 
 	hist Histogram
@@ -110,12 +117,16 @@ func RunWorker(ctx context.Context, cfg Config, in io.Reader, out io.Writer) err
 	if cfg.Publishers <= 0 {
 		cfg.Publishers = 4
 	}
+	if cfg.Client && cfg.Publish {
+		return errors.New("loadgen: the Go client subscribes only; the publisher is a raw connection or the API")
+	}
 	viaAPI := cfg.Publish && cfg.PublishVia == ViaAPI
 	if viaAPI {
 		cfg.Conns = 0
 	}
 	w := &worker{cfg: cfg, out: json.NewEncoder(out), closeCodes: map[string]int64{}}
 	w.conns = make([]*Conn, cfg.Conns)
+	w.clients = make([]*client.Client, cfg.Conns)
 	w.perConn = make([]atomic.Int64, cfg.Conns)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -236,8 +247,16 @@ func (w *worker) report() Status {
 
 func (w *worker) closeAll() {
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	clients := append([]*client.Client(nil), w.clients...)
 	for _, c := range w.conns {
+		if c != nil {
+			_ = c.Close()
+		}
+	}
+	w.mu.Unlock()
+	// Outside the lock: a client's Close waits for its goroutines, whose
+	// OnState may take it.
+	for _, c := range clients {
 		if c != nil {
 			_ = c.Close()
 		}
@@ -252,7 +271,11 @@ func (w *worker) connectAll(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-		go w.runConn(ctx, i, sem)
+		if w.cfg.Client {
+			go w.runClient(ctx, i, sem)
+		} else {
+			go w.runConn(ctx, i, sem)
+		}
 	}
 }
 
