@@ -325,6 +325,10 @@ func (h *Hub) deliver(_ string, payload []byte) {
 		h.deliverKept(&env)
 		return
 	}
+	if env.kind == kindNodeMessage { // see nodemsg.go
+		h.deliverNodeMessage(&env)
+		return
+	}
 	frame := wsframe.AppendFrame(make([]byte, 0, wsframe.FrameSize(len(env.frame))), wsframe.OpText, env.frame)
 	var n uint64 // deliveries, added once: no shared counter per recipient
 	switch env.kind {

@@ -222,6 +222,11 @@ type Options struct {
 	// nodes do. It runs on a goroutine of its own, one event at a time in
 	// order, and may call the hub; a slow callback delays later events.
 	OnPresence func(PresenceEvent)
+	// OnNodeMessage receives what any node of the cluster, this one
+	// included, sent with Hub.SendToNodes, with the sender's NodeID. It
+	// runs on the broker's delivery goroutine and must not block. Default
+	// nil: such messages are ignored.
+	OnNodeMessage func(node string, payload []byte)
 }
 
 func (o Options) withDefaults() Options {
