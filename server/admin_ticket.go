@@ -68,7 +68,7 @@ func (t *ticketSigner) verify(s string, now time.Time) bool {
 	if !ok {
 		return false
 	}
-	enc := base64.RawURLEncoding
+	enc := base64.RawURLEncoding.Strict() // one spelling per ticket
 	payload, err := enc.DecodeString(p)
 	if err != nil || len(payload) != ticketPayloadBytes {
 		return false
