@@ -31,12 +31,17 @@ type eventStream struct {
 
 func openStream(t *testing.T, ctx context.Context, base string, c *http.Cookie) *eventStream {
 	t.Helper()
+	return openStreamWith(t, ctx, noKeepAliveClient, base, c)
+}
+
+func openStreamWith(t *testing.T, ctx context.Context, client *http.Client, base string, c *http.Cookie) *eventStream {
+	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, "GET", base+"/admin/stream", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.AddCookie(c)
-	resp, err := noKeepAliveClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,6 +172,29 @@ func TestAdminStreamOnNetHTTP(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	streamScenario(t, ctx, srv, hs.URL)
+}
+
+// Over HTTP/2 (net/http with TLS), where a socket cannot be taken over,
+// events are flushed one by one too.
+func TestAdminStreamOverHTTP2(t *testing.T) {
+	srv, _ := testServer(t, "--admin", "--admin-key=adm")
+	hs := httptest.NewUnstartedServer(srv.Handler())
+	hs.EnableHTTP2 = true
+	hs.StartTLS()
+	t.Cleanup(hs.Close)
+	t.Cleanup(srv.closeAdmin)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	es := openStreamWith(t, ctx, hs.Client(), hs.URL, loginCookie(t, srv.Handler(), "adm"))
+	if es.resp.ProtoMajor != 2 {
+		t.Fatalf("served over %s, want HTTP/2", es.resp.Proto)
+	}
+	t0 := es.waitFor(t, "a snapshot", func(adminSnapshot) bool { return true }).TS
+	es.waitFor(t, "the next second's snapshot", func(s adminSnapshot) bool { return s.TS >= t0+900 })
+	es.close()
+	testkit.Eventually(t, 10*time.Second, 10*time.Millisecond, "the stream closed on the server", func() bool {
+		return srv.admin.streams.count() == 0
+	})
 }
 
 // On nbio's engine the stream writes to the taken-over socket; shutting
