@@ -87,7 +87,7 @@ async function closeAll(list) {
 
 // A dashboard tab; errors and CSP violations are collected.
 async function dashboard(base) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 1100 } });
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
@@ -113,6 +113,12 @@ const until = (page, id, op, want) => page.waitForFunction(([id, op, want]) => {
   const v = Number(document.getElementById(id).textContent);
   return op === '==' ? v === want : v >= want;
 }, [id, op, want]);
+
+// snapshots waits until the page has shown n more snapshots.
+async function snapshots(page, n) {
+  const now = await page.evaluate(() => Number(document.body.dataset.snapshots || 0));
+  await page.waitForFunction((want) => Number(document.body.dataset.snapshots || 0) >= want, now + n);
+}
 
 let dash;
 
@@ -142,6 +148,7 @@ test('a wrong key is refused on the page; the right one opens the live dashboard
   await page.waitForSelector('#chart-connections .uplot canvas');
   await page.waitForSelector('#chart-messages .uplot canvas');
   await page.waitForSelector('#chart-drops .uplot canvas');
+  await page.waitForSelector('#chart-people .uplot canvas');
 });
 
 let crowd = [];
@@ -219,8 +226,8 @@ test('a client that stops reading is cut off and shows as a slow-consumer cut-of
     await page.locator('#user-id').fill('load-3');
     await page.locator('#lookup button').click();
     await page.waitForSelector('#user-summary[data-online="true"]');
-    await page.waitForTimeout(1500); // let the charts draw a few more seconds of traffic
-    await page.screenshot({ path: join(SHOTS, 'admin.png') });
+    await snapshots(page, 2); // the charts draw two more seconds of traffic
+    await page.screenshot({ path: join(SHOTS, 'admin.png'), fullPage: true });
   } finally {
     running = false;
     clearInterval(chatter);
@@ -277,6 +284,11 @@ test('two nodes on one Redis: the dashboard on one shows both, each with its own
     return conns(a) === '1' && conns(b) === '3';
   }, [A, B]);
   assert.equal(await cells(A).first().textContent(), `${A} (this node)`);
+  // The charts can follow the cluster or one node.
+  assert.deepEqual(await d.page.locator('#scope option').evaluateAll((os) => os.map((o) => o.value)), ['', A, B]);
+  await d.page.locator('#scope').selectOption(B);
+  await snapshots(d.page, 1); // a new snapshot redraws with the choice kept
+  assert.equal(await d.page.locator('#scope').inputValue(), B);
   assert.equal(await cells(B).first().textContent(), B);
   await until(d.page, 'stat-connections', '==', 4);
   await until(d.page, 'stat-users', '==', 3);
@@ -293,7 +305,7 @@ test('two nodes on one Redis: the dashboard on one shows both, each with its own
   assert.equal(await onB[1].closed, 4003);
   await d.page.waitForFunction((b) =>
     document.querySelector(`#nodes tbody tr[data-key="${b}"] td:nth-child(2)`)?.textContent === '2', B);
-  await d.page.screenshot({ path: join(SHOTS, 'admin-two-nodes.png') });
+  await d.page.screenshot({ path: join(SHOTS, 'admin-two-nodes.png'), fullPage: true });
   await closeAll([...onA, onB[0], onB[2]]);
   await until(d.page, 'stat-connections', '==', 0);
   assert.deepEqual(d.errors, []);

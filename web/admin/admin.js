@@ -10,7 +10,8 @@ const COLORS = ['#1d4ed8', '#b45309', '#047857', '#be185d', '#6d28d9', '#0e7490'
 
 let stream = null;
 let served = '';
-const hist = { t: [], conns: new Map(), in: [], out: [], drops: new Map(), cutoffs: [] };
+const hist = { t: [], series: new Map() };
+let lastNodes = [];
 const charts = {};
 
 async function call(path, init = {}) {
@@ -67,6 +68,8 @@ function startStream() {
 }
 
 function render(s) {
+  // Counts the snapshots shown, for whoever waits for the next one (tests).
+  document.body.dataset.snapshots = String(Number(document.body.dataset.snapshots || 0) + 1);
   served = s.node;
   setText($('served-by'), s.node);
   const c = s.cluster;
@@ -80,7 +83,8 @@ function render(s) {
   renderNodes(s.nodes);
   renderRooms(s.top);
   record(s);
-  drawCharts(s.nodes.map((n) => n.node));
+  lastNodes = s.nodes.map((n) => n.node);
+  drawCharts(lastNodes);
 }
 
 // rows keeps one <tr> per key in tbody, in the order given, with cells' text.
@@ -115,24 +119,32 @@ function renderRooms(top) {
   $('no-rooms').hidden = top.length > 0;
 }
 
-// record appends the snapshot to the charts' history, trimmed to HISTORY.
+// record appends the snapshot to the charts' history, trimmed to HISTORY:
+// one series per scope ("" for the whole cluster, else a node id) and
+// metric, null where a node was not there.
 function record(s) {
   const n = hist.t.length;
   hist.t.push(s.ts / 1000);
-  const push = (map, key, v) => {
-    if (!map.has(key)) map.set(key, new Array(n).fill(null));
-    map.get(key).push(v);
+  const put = (key, v) => {
+    if (!hist.series.has(key)) hist.series.set(key, new Array(n).fill(null));
+    hist.series.get(key).push(v);
   };
-  for (const node of s.nodes) push(hist.conns, node.node, node.connections);
-  for (const [reason, v] of Object.entries(s.cluster.drops)) push(hist.drops, reason, v);
-  for (const map of [hist.conns, hist.drops]) for (const arr of map.values()) if (arr.length < n + 1) arr.push(null);
-  hist.in.push(s.cluster.in);
-  hist.out.push(s.cluster.out);
-  hist.cutoffs.push(s.cluster.cutoffs);
+  const scopes = [['', s.cluster], ...s.nodes.map((node) => [node.node, node])];
+  for (const [scope, v] of scopes) {
+    for (const m of ['connections', 'users', 'rooms', 'in', 'out', 'cutoffs']) put(`${scope}|${m}`, v[m]);
+    for (const [reason, rate] of Object.entries(v.drops)) put(`${scope}|drop:${reason}`, rate);
+  }
+  for (const arr of hist.series.values()) if (arr.length < n + 1) arr.push(null);
   if (hist.t.length > HISTORY) {
-    for (const arr of [hist.t, hist.in, hist.out, hist.cutoffs, ...hist.conns.values(), ...hist.drops.values()]) arr.shift();
+    hist.t.shift();
+    for (const [key, arr] of hist.series) {
+      arr.shift();
+      if (arr.every((v) => v === null)) hist.series.delete(key);
+    }
   }
 }
+
+const series = (scope, metric) => hist.series.get(`${scope}|${metric}`) || hist.t.map(() => null);
 
 // chart draws one uPlot chart in el, rebuilding it when its series change.
 function chart(name, labels, data) {
@@ -154,12 +166,27 @@ function chart(name, labels, data) {
   }
 }
 
-function drawCharts(nodes) {
-  chart('connections', nodes, [hist.t, ...nodes.map((n) => hist.conns.get(n))]);
-  chart('messages', ['in', 'out'], [hist.t, hist.in, hist.out]);
-  const reasons = [...hist.drops.keys()].sort();
-  chart('drops', [...reasons, 'cut-offs'], [hist.t, ...reasons.map((r) => hist.drops.get(r)), hist.cutoffs]);
+// scopeChoices keeps the scope menu listing the whole cluster and each node.
+function scopeChoices(nodes) {
+  const menu = $('scope');
+  const want = ['', ...nodes];
+  if ([...menu.options].map((o) => o.value).join('\u0000') === want.join('\u0000')) return;
+  const chosen = want.includes(menu.value) ? menu.value : '';
+  menu.replaceChildren(...want.map((v) => new Option(v === '' ? 'whole cluster' : v, v)));
+  menu.value = chosen;
 }
+
+function drawCharts(nodes) {
+  scopeChoices(nodes);
+  const scope = $('scope').value;
+  chart('connections', nodes, [hist.t, ...nodes.map((n) => series(n, 'connections'))]);
+  chart('people', ['users', 'rooms'], [hist.t, series(scope, 'users'), series(scope, 'rooms')]);
+  chart('messages', ['in', 'out'], [hist.t, series(scope, 'in'), series(scope, 'out')]);
+  const reasons = [...new Set([...hist.series.keys()].filter((k) => k.startsWith(`${scope}|drop:`)).map((k) => k.split('|drop:')[1]))].sort();
+  chart('drops', [...reasons, 'cut-offs'], [hist.t, ...reasons.map((r) => series(scope, `drop:${r}`)), series(scope, 'cutoffs')]);
+}
+
+$('scope').addEventListener('change', () => drawCharts(lastNodes));
 
 window.addEventListener('resize', () => {
   for (const [name, c] of Object.entries(charts)) c.plot.setSize({ width: Math.max($(`chart-${name}`).clientWidth, 280), height: 200 });
