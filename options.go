@@ -224,8 +224,9 @@ type Options struct {
 	OnPresence func(PresenceEvent)
 	// OnNodeMessage receives what any node of the cluster, this one
 	// included, sent with Hub.SendToNodes, with the sender's NodeID. It
-	// runs on the broker's delivery goroutine and must not block. Default
-	// nil: such messages are ignored.
+	// runs on the broker's delivery goroutine (with the in-memory broker,
+	// inside SendToNodes) and must not block; a panic in it is recovered
+	// and counted. Default nil: such messages are ignored.
 	OnNodeMessage func(node string, payload []byte)
 }
 
