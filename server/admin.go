@@ -35,11 +35,18 @@ type admin struct {
 	refusal refusalLog
 	// refused counts requests refused for a missing or wrong key or session.
 	refused prometheus.Counter
+	routes  map[string]adminRoute // by path
 	stop    context.CancelFunc
 	done    chan struct{}
 }
 
-// Admin route names, for the 404 and 405 answers.
+type adminRoute struct {
+	method string
+	open   bool // no session needed
+	handle http.HandlerFunc
+}
+
+// Paths and names of the dashboard.
 const (
 	adminPrefix     = "/admin"
 	adminCookie     = "switchboard_admin"
@@ -75,6 +82,16 @@ func newAdmin(cfg *config.Config, log *slog.Logger, m *metrics, share bool) *adm
 		ConstLabels: prometheus.Labels{"node": cfg.NodeID},
 	})
 	m.reg.MustRegister(a.refused)
+	a.routes = map[string]adminRoute{
+		"/admin":                {http.MethodGet, true, a.page},
+		"/admin/":               {http.MethodGet, true, a.page},
+		"/admin/login":          {http.MethodPost, true, a.login},
+		"/admin/logout":         {http.MethodPost, true, a.logout},
+		"/admin/stream":         {http.MethodGet, false, a.stream},
+		"/admin/api/snapshot":   {http.MethodGet, false, a.snapshot},
+		"/admin/api/user":       {http.MethodGet, false, a.lookupUser},
+		"/admin/api/disconnect": {http.MethodPost, false, a.disconnect},
+	}
 	return a
 }
 
@@ -112,22 +129,7 @@ func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.StripPrefix(adminAssetsPfx[:len(adminAssetsPfx)-1], a.assets).ServeHTTP(w, r)
 		return
 	}
-	type route struct {
-		method string
-		open   bool // no session needed
-		handle http.HandlerFunc
-	}
-	routes := map[string]route{
-		"/admin":                {http.MethodGet, true, a.page},
-		"/admin/":               {http.MethodGet, true, a.page},
-		"/admin/login":          {http.MethodPost, true, a.login},
-		"/admin/logout":         {http.MethodPost, true, a.logout},
-		"/admin/stream":         {http.MethodGet, false, a.stream},
-		"/admin/api/snapshot":   {http.MethodGet, false, a.snapshot},
-		"/admin/api/user":       {http.MethodGet, false, a.lookupUser},
-		"/admin/api/disconnect": {http.MethodPost, false, a.disconnect},
-	}
-	rt, ok := routes[path]
+	rt, ok := a.routes[path]
 	switch {
 	case !ok:
 		writeError(w, http.StatusNotFound, errNotFound, "no such admin route")
