@@ -333,6 +333,10 @@ func (h *Hub) deliver(_ string, payload []byte) {
 		h.sseForwarded(&env)
 		return
 	}
+	if env.kind == kindNodeMessage { // see nodemsg.go
+		h.deliverNodeMessage(&env)
+		return
+	}
 	frame := wsframe.AppendFrame(make([]byte, 0, wsframe.FrameSize(len(env.frame))), wsframe.OpText, env.frame)
 	var n uint64 // deliveries, added once: no shared counter per recipient
 	switch env.kind {

@@ -204,6 +204,12 @@ type Options struct {
 	// Observer, if set, receives ping round-trip times and outbound
 	// backlog samples (for histograms); Hub.Counters has the totals.
 	Observer Observer
+	// OnNodeMessage receives what any node of the cluster, this one
+	// included, sent with Hub.SendToNodes, with the sender's NodeID. It
+	// runs on the broker's delivery goroutine (with the in-memory broker,
+	// inside SendToNodes) and must not block; a panic in it is recovered
+	// and counted. Default nil: such messages are ignored.
+	OnNodeMessage func(node string, payload []byte)
 	// Logger receives events with counts and ids, never payloads or
 	// tokens. Default slog.Default().
 	Logger *slog.Logger

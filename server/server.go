@@ -43,6 +43,8 @@ type Server struct {
 	hooks *webhooks
 	// broker carries messages between nodes (in memory for one node).
 	broker switchboard.Broker
+	// admin is the dashboard at /admin; nil without --admin.
+	admin *admin
 
 	mu        sync.Mutex
 	addr      net.Addr
@@ -70,7 +72,15 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		})
 		onPresence = hooks.Enqueue
 	}
+	var adm *admin
+	var onNodeMessage func(string, []byte)
+	if cfg.Admin {
+		_, single := broker.(*switchboard.MemoryBroker)
+		adm = newAdmin(cfg, log, m, !single)
+		onNodeMessage = adm.stats.receive
+	}
 	hub, err := switchboard.New(switchboard.Options{
+		OnNodeMessage:  onNodeMessage,
 		Broker:         broker,
 		Observer:       m,
 		OnPresence:     onPresence,
@@ -108,7 +118,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("start hub: %w", err)
 	}
 	m.attachHub(hub, broker)
-	s := &Server{cfg: cfg, log: log, Hub: hub, mux: http.NewServeMux(), keys: keys, metrics: m, hooks: hooks, broker: broker}
+	s := &Server{cfg: cfg, log: log, Hub: hub, mux: http.NewServeMux(), keys: keys, metrics: m, hooks: hooks, broker: broker, admin: adm}
+	if adm != nil {
+		adm.attach(hub)
+	}
 	s.mux.Handle("GET /ws", hub.Handler())
 	sse := hub.SSEHandler()
 	s.mux.Handle("GET /sse", sse)
@@ -142,6 +155,14 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		s.api.ServeHTTP(w, r)
 		return
 	}
+	if isAdminPath(r.URL.Path) {
+		if s.admin == nil {
+			adminOff(w, r)
+			return
+		}
+		s.admin.ServeHTTP(w, r)
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -171,6 +192,7 @@ func (s *Server) publicStats(w http.ResponseWriter, _ *http.Request) {
 // Close stops a node that was built with New but never Run: the hub at
 // once, and the webhooks after what is queued, within ctx.
 func (s *Server) Close(ctx context.Context) error {
+	s.closeAdmin()
 	err := s.Hub.Close()
 	if s.hooks != nil {
 		s.hooks.Close(ctx)
@@ -247,6 +269,7 @@ func (s *Server) Run(ctx context.Context, started func(net.Addr)) error {
 	s.log.Info("shutting down", "connections", s.Hub.Count(), "timeout", s.cfg.ShutdownTimeout.String())
 	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
+	s.closeAdmin()
 	herr := s.Hub.Shutdown(dctx)
 	if s.hooks != nil { // after the hub: its last user.offline events are queued by now
 		// At least a short moment even when the drain used the whole timeout.

@@ -62,6 +62,11 @@ type Config struct {
 	// PprofAddr serves net/http/pprof on a separate loopback listener.
 	PprofAddr string
 
+	// Admin serves the admin dashboard at /admin, reached with one of
+	// AdminKeys, or of APIKeys when there are none.
+	Admin     bool
+	AdminKeys []string
+
 	WebhookURL        string
 	WebhookSecret     string
 	WebhookMaxAge     time.Duration
@@ -228,6 +233,11 @@ var specs = []spec{
 		field: func(c *Config) any { return &c.NodeID }},
 	{name: "pprof", show: "off", usage: "serve net/http/pprof at /debug/pprof/ on this separate address, which must be loopback (e.g. 127.0.0.1:6060)",
 		field: func(c *Config) any { return &c.PprofAddr }},
+	{name: "admin", kind: kBool, def: "false", usage: "serve the admin dashboard at /admin (true or false); it needs --admin-key or --api-key",
+		field: func(c *Config) any { return &c.Admin }},
+	{name: "admin-key", kind: kRepeat, secret: true, show: "none (the API keys open the dashboard)",
+		usage: "key opening the admin dashboard; repeat the flag for several (comma-separated in env)",
+		field: func(c *Config) any { return &c.AdminKeys }},
 	{name: "webhook-url", show: "none (webhooks off)", usage: "URL that receives presence events (user.online, user.offline, room.join, room.leave) as signed POSTs",
 		field: func(c *Config) any { return &c.WebhookURL }},
 	{name: "webhook-secret", secret: true, usage: "HMAC-SHA256 key signing webhook requests (X-Switchboard-Signature); required with --webhook-url",

@@ -63,6 +63,8 @@ func TestDefaults(t *testing.T) {
 		{"log-format", c.LogFormat, "json"},
 		{"config", c.ConfigFile, ""},
 		{"pprof", c.PprofAddr, ""},
+		{"admin", c.Admin, false},
+		{"admin-key", c.AdminKeys, []string(nil)},
 		{"webhook-url", c.WebhookURL, ""},
 		{"webhook-secret", c.WebhookSecret, ""},
 		{"webhook-max-age", c.WebhookMaxAge, 5 * time.Minute},
@@ -92,8 +94,8 @@ func TestDefaults(t *testing.T) {
 
 func TestFlagsTable(t *testing.T) {
 	fs := Flags()
-	if len(fs) != 48 {
-		t.Errorf("Flags() has %d entries, want 48", len(fs))
+	if len(fs) != 50 {
+		t.Errorf("Flags() has %d entries, want 50", len(fs))
 	}
 	seen := map[string]bool{}
 	for _, f := range fs {
@@ -163,7 +165,7 @@ func TestLogValueRedactsSecrets(t *testing.T) {
 	path := writeYAML(t, "jwt-secret: yaml-secret-value\n")
 	c := mustLoad(t, []string{
 		"--config=" + path, "--addr=0.0.0.0:8080",
-		"--api-key=flag-key-one", "--api-key=flag-key-two",
+		"--api-key=flag-key-one", "--api-key=flag-key-two", "--admin", "--admin-key=flag-admin-key",
 		"--broker=redis", "--redis-url=redis://user:redis-password@db:6379/0",
 		"--nats-url=nats://natsuser:nats-password@n1:4222, nats://nats-token@n2:4222,natsuser:nats-password@n3:4222",
 		"--allowed-origins=https://a.example,https://b.example",
@@ -171,7 +173,7 @@ func TestLogValueRedactsSecrets(t *testing.T) {
 	c2 := mustLoad(t, []string{"--addr=0.0.0.0:8080", "--jwt-secret=flag-secret-value"},
 		map[string]string{"SWITCHBOARD_API_KEY": "env-key-one,env-key-two"})
 	secrets := []string{"yaml-secret-value", "flag-secret-value", "flag-key-one", "flag-key-two",
-		"env-key-one", "env-key-two", "redis-password", "nats-password", "nats-token"}
+		"env-key-one", "env-key-two", "flag-admin-key", "redis-password", "nats-password", "nats-token"}
 
 	for i, cfg := range []*Config{c, c2} {
 		var jsonBuf, textBuf bytes.Buffer
@@ -194,7 +196,7 @@ func TestLogValueRedactsSecrets(t *testing.T) {
 	var buf bytes.Buffer
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("start", "config", c)
 	for _, want := range []string{`"addr":"0.0.0.0:8080"`, `"auth":"jwt"`, `"jwt-secret":"[redacted]"`,
-		`"api-key":"2 keys [redacted]"`, `"allowed-origins":["https://a.example","https://b.example"]`,
+		`"api-key":"2 keys [redacted]"`, `"admin-key":"1 key [redacted]"`, `"allowed-origins":["https://a.example","https://b.example"]`,
 		`"max-conns":100000`, `"rate":20`, `"redis-url":"redis://user:xxxxx@db:6379/0"`,
 		`"nats-url":"nats://natsuser:xxxxx@n1:4222,nats://xxxxx@n2:4222,natsuser:xxxxx@n3:4222"`, `"node-id":"`} {
 		if !strings.Contains(buf.String(), want) {

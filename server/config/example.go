@@ -19,8 +19,8 @@ func WriteExample(w io.Writer) error {
 	b.WriteString("# Switchboard configuration. Keys are the flag names of\n")
 	b.WriteString("# 'switchboard serve --help'; a flag or environment variable given at\n")
 	b.WriteString("# start wins over this file. Check it with 'switchboard config check FILE'.\n")
-	b.WriteString("# Keep secrets (jwt-secret, api-key, webhook-secret) out of files that\n")
-	b.WriteString("# others can read: set them in the environment instead.\n")
+	b.WriteString("# Keep secrets (jwt-secret, api-key, admin-key, webhook-secret) out of\n")
+	b.WriteString("# files that others can read: set them in the environment instead.\n")
 	for _, s := range specs {
 		if s.name == configFlag {
 			continue

@@ -79,6 +79,9 @@ func sourceCases() []sourceCase {
 		sc("log-level", "debug", func(c *Config) any { return c.LogLevel }, "debug"),
 		sc("log-format", "text", func(c *Config) any { return c.LogFormat }, "text"),
 		sc("pprof", "127.0.0.1:6060", func(c *Config) any { return c.PprofAddr }, "127.0.0.1:6060"),
+		sc("admin", "true", func(c *Config) any { return c.Admin }, true, "--api-key=k"),
+		{name: "admin-key", flags: []string{"--admin-key=a1", "--admin-key=b,2"}, env: "a1, b2",
+			yaml: "[a1, b2]", base: []string{"--admin"}, get: func(c *Config) any { return c.AdminKeys }},
 		sc("webhook-url", "https://app.example/hooks", func(c *Config) any { return c.WebhookURL },
 			"https://app.example/hooks", "--webhook-secret=s"),
 		sc("webhook-secret", "whsec", func(c *Config) any { return c.WebhookSecret }, "whsec"),
@@ -98,7 +101,7 @@ func TestEachFlagFromEachSource(t *testing.T) {
 			}
 		}
 		want := map[string]any{"flag": tt.want, "env": tt.want, "yaml": tt.want}
-		if tt.name == "api-key" { // flags are not comma-split; env and YAML scalars are
+		if tt.name == "api-key" || tt.name == "admin-key" { // flags are not comma-split; env and YAML scalars are
 			want = map[string]any{"flag": []string{"a1", "b,2"}, "env": []string{"a1", "b2"}, "yaml": []string{"a1", "b2"}}
 		}
 		t.Run(tt.name+"/flag", func(t *testing.T) {

@@ -65,6 +65,18 @@ func (c *Config) Validate() error {
 			break
 		}
 	}
+	for _, k := range c.AdminKeys {
+		if strings.TrimSpace(k) == "" {
+			bad("--admin-key must not be empty (is the variable holding it set?)")
+			break
+		}
+	}
+	switch {
+	case c.Admin && len(c.AdminKeys) == 0 && len(c.APIKeys) == 0:
+		bad("--admin needs a key to open the dashboard: set --admin-key (or --api-key, which then opens it too)")
+	case !c.Admin && len(c.AdminKeys) > 0:
+		bad("--admin-key is set but the dashboard is off: add --admin=true")
+	}
 	for _, r := range c.ClusterName {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
 			bad("--cluster-name may hold only letters, digits, - and _, got %q", c.ClusterName)
