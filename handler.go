@@ -61,13 +61,22 @@ func (h *Hub) refuse(w http.ResponseWriter, status int, reason, code string, att
 	writeHTTPError(w, status, code)
 }
 
-func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
+// takesHandshake refuses any new connection while draining, and those
+// over the per-address handshake rate; it reports whether to go on.
+func (h *Hub) takesHandshake(w http.ResponseWriter, r *http.Request) bool {
 	if h.draining.Load() || h.ctx.Err() != nil {
 		h.refuse(w, http.StatusServiceUnavailable, "shutting_down", "shutting_down")
-		return
+		return false
 	}
 	if !h.handshakes.allow(clientIP(r), time.Now()) {
 		h.refuse(w, http.StatusTooManyRequests, "too_many_handshakes", "too_many_handshakes")
+		return false
+	}
+	return true
+}
+
+func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
+	if !h.takesHandshake(w, r) {
 		return
 	}
 	key, msg := checkUpgrade(r)

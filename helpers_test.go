@@ -256,11 +256,24 @@ func (c *client) expect(typ string) frame {
 // collecting other frames that arrived meanwhile.
 func (c *client) request(v map[string]any) (answer frame, others []frame) {
 	c.t.Helper()
+	return requestOn(c.t, c.send, c.next, v)
+}
+
+func (c *client) mustAck(v map[string]any) frame {
+	c.t.Helper()
+	return mustAckOn(c.t, c.send, c.next, v)
+}
+
+// requestOn sends v with a fresh id through send and reads frames with
+// next until the ack or error answering it, returning it and the frames
+// that came first: the request of every kind of test connection.
+func requestOn(t *testing.T, send func(any), next func() frame, v map[string]any) (answer frame, others []frame) {
+	t.Helper()
 	id := fmt.Sprintf("r%d", time.Now().UnixNano())
 	v["id"] = id
-	c.send(v)
+	send(v)
 	for {
-		f := c.next()
+		f := next()
 		if (f.str("type") == "ack" || f.str("type") == "error") && f.str("ref") == id {
 			return f, others
 		}
@@ -268,11 +281,11 @@ func (c *client) request(v map[string]any) (answer frame, others []frame) {
 	}
 }
 
-func (c *client) mustAck(v map[string]any) frame {
-	c.t.Helper()
-	f, _ := c.request(v)
+func mustAckOn(t *testing.T, send func(any), next func() frame, v map[string]any) frame {
+	t.Helper()
+	f, _ := requestOn(t, send, next, v)
 	if f.str("type") != "ack" {
-		c.t.Fatalf("request %v: got %v, want ack", v, f)
+		t.Fatalf("request %v: got %v, want ack", v, f)
 	}
 	return f
 }

@@ -79,12 +79,7 @@ func (h *Hub) serveSSE(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Hub) openSSE(w http.ResponseWriter, r *http.Request) {
-	if h.draining.Load() || h.ctx.Err() != nil {
-		h.refuse(w, http.StatusServiceUnavailable, "shutting_down", "shutting_down")
-		return
-	}
-	if !h.handshakes.allow(clientIP(r), time.Now()) {
-		h.refuse(w, http.StatusTooManyRequests, "too_many_handshakes", "too_many_handshakes")
+	if !h.takesHandshake(w, r) {
 		return
 	}
 	if r.ProtoMajor != 1 {
@@ -211,9 +206,13 @@ const (
 )
 
 // bound finds where a POST or DELETE goes: the local stream, or (nil, true)
-// when it was forwarded to the node that holds it. (nil, false) has been
-// answered 404.
+// when it is to be forwarded to the node that holds it. (nil, false) has
+// been answered: 403 for a page of another origin, 404 for no such stream.
 func (h *Hub) bound(w http.ResponseWriter, r *http.Request) (*sseSession, sessionRef, bool) {
+	if !h.originAllowed(r) {
+		writeHTTPError(w, http.StatusForbidden, "origin_not_allowed")
+		return nil, sessionRef{}, false
+	}
 	ref, ok := parseSession(r.Header.Get(SessionHeader))
 	if ok {
 		if s := h.local(ref.conn, ref.secret); s != nil {
@@ -243,10 +242,6 @@ func (h *Hub) forwardRequest(w http.ResponseWriter, r *http.Request, ref session
 }
 
 func (h *Hub) postSSE(w http.ResponseWriter, r *http.Request) {
-	if !h.originAllowed(r) {
-		writeHTTPError(w, http.StatusForbidden, "origin_not_allowed")
-		return
-	}
 	s, ref, ok := h.bound(w, r)
 	if !ok {
 		return
@@ -278,10 +273,6 @@ func (h *Hub) postSSE(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Hub) deleteSSE(w http.ResponseWriter, r *http.Request) {
-	if !h.originAllowed(r) {
-		writeHTTPError(w, http.StatusForbidden, "origin_not_allowed")
-		return
-	}
 	s, ref, ok := h.bound(w, r)
 	if !ok {
 		return

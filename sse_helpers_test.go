@@ -230,23 +230,10 @@ func (c *sseClient) send(v any) {
 // collecting the frames that came before.
 func (c *sseClient) request(v map[string]any) (answer frame, others []frame) {
 	c.t.Helper()
-	id := fmt.Sprintf("r%d", time.Now().UnixNano())
-	v["id"] = id
-	c.send(v)
-	for {
-		f := c.next()
-		if (f.str("type") == "ack" || f.str("type") == "error") && f.str("ref") == id {
-			return f, others
-		}
-		others = append(others, f)
-	}
+	return requestOn(c.t, c.send, c.next, v)
 }
 
 func (c *sseClient) mustAck(v map[string]any) frame {
 	c.t.Helper()
-	f, _ := c.request(v)
-	if f.str("type") != "ack" {
-		c.t.Fatalf("request %v: got %v, want ack", v, f)
-	}
-	return f
+	return mustAckOn(c.t, c.send, c.next, v)
 }

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -158,20 +157,7 @@ func (a *admin) refuse(w http.ResponseWriter, route string) {
 
 // keyIndex returns the index of the admin key in the Authorization
 // header, or -1, comparing every key in constant time (as the API does).
-func (a *admin) keyIndex(r *http.Request) int {
-	h := r.Header.Get("Authorization")
-	const scheme = "bearer "
-	if len(h) <= len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
-		return -1
-	}
-	got := sha256.Sum256([]byte(strings.TrimSpace(h[len(scheme):])))
-	found := -1
-	for i := range a.keys {
-		eq := subtle.ConstantTimeCompare(got[:], a.keys[i][:])
-		found = subtle.ConstantTimeSelect(eq, i, found)
-	}
-	return found
-}
+func (a *admin) keyIndex(r *http.Request) int { return bearerKeyIndex(r, a.keys) }
 
 // authorized accepts an admin key in the Authorization header, or a
 // session cookie that a node of this cluster signed and that has not

@@ -2,12 +2,9 @@ package server
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"slices"
 	"time"
-
-	"github.com/switchboardhq/switchboard"
 )
 
 // errUnavailableAdmin answers a dashboard request this node cannot take now.
@@ -67,30 +64,7 @@ func (a *admin) lookupUser(w http.ResponseWriter, r *http.Request) {
 // /api/disconnect. A JSON body is required, which a cross-site form
 // cannot send without the browser asking first.
 func (a *admin) disconnect(w http.ResponseWriter, r *http.Request) {
-	var req disconnectRequest
-	_, present, rerr := readJSON(w, r, &req, "user")
-	if rerr == nil && !present["user"] {
-		rerr = badRequest(`field "user" is required`)
+	if user, ok := disconnectUser(w, r, a.hub, a.log, "admin"); ok {
+		a.log.Info("admin disconnected a user", "user", user)
 	}
-	if rerr == nil {
-		rerr = validUser("user", req.User)
-	}
-	if rerr != nil {
-		writeError(w, rerr.status, rerr.code, rerr.text)
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
-	defer cancel()
-	if err := a.hub.Disconnect(ctx, req.User); err != nil {
-		a.log.Error("admin disconnect failed", "error", err)
-		if errors.Is(err, switchboard.ErrUnavailable) {
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, errUnavailable, "the broker is unreachable: the disconnect was not sent; retry")
-			return
-		}
-		writeError(w, http.StatusInternalServerError, errInternal, "the disconnect could not be sent")
-		return
-	}
-	a.log.Info("admin disconnected a user", "user", req.User)
-	writeJSON(w, http.StatusOK, map[string]string{"user": req.User})
 }

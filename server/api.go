@@ -115,10 +115,14 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // authenticate returns the index of the API key in the Authorization
-// header, or -1. Every configured key is compared, in constant time and
-// on fixed-length digests, whatever matches: timing tells nothing about
-// which key matched or how much of it.
-func (a *api) authenticate(r *http.Request) int {
+// header, or -1.
+func (a *api) authenticate(r *http.Request) int { return bearerKeyIndex(r, a.keys) }
+
+// bearerKeyIndex returns the index of the Authorization header's bearer
+// key among keys (SHA-256 digests), or -1. Every key is compared, in
+// constant time and on fixed-length digests, whatever matches: timing
+// tells nothing about which key matched or how much of it.
+func bearerKeyIndex(r *http.Request, keys [][sha256.Size]byte) int {
 	h := r.Header.Get("Authorization")
 	const scheme = "bearer "
 	if len(h) <= len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
@@ -126,8 +130,8 @@ func (a *api) authenticate(r *http.Request) int {
 	}
 	got := sha256.Sum256([]byte(strings.TrimSpace(h[len(scheme):])))
 	found := -1
-	for i := range a.keys {
-		eq := subtle.ConstantTimeCompare(got[:], a.keys[i][:])
+	for i := range keys {
+		eq := subtle.ConstantTimeCompare(got[:], keys[i][:])
 		found = subtle.ConstantTimeSelect(eq, i, found)
 	}
 	return found

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"strconv"
@@ -296,6 +297,13 @@ func printableASCII(s string) bool {
 }
 
 func (a *api) disconnect(w http.ResponseWriter, r *http.Request, _ int) {
+	disconnectUser(w, r, a.hub, a.log, "api")
+}
+
+// disconnectUser serves a {"user": id} request by closing the user's
+// connections on every node with 4003, and reports whether it did. who
+// names the caller in the log.
+func disconnectUser(w http.ResponseWriter, r *http.Request, hub *switchboard.Hub, log *slog.Logger, who string) (string, bool) {
 	var req disconnectRequest
 	_, present, rerr := readJSON(w, r, &req, "user")
 	if rerr == nil && !present["user"] {
@@ -306,21 +314,22 @@ func (a *api) disconnect(w http.ResponseWriter, r *http.Request, _ int) {
 	}
 	if rerr != nil {
 		writeError(w, rerr.status, rerr.code, rerr.text)
-		return
+		return "", false
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
 	defer cancel()
-	if err := a.hub.Disconnect(ctx, req.User); err != nil {
-		a.log.Error("api disconnect failed", "error", err)
+	if err := hub.Disconnect(ctx, req.User); err != nil {
+		log.Error(who+" disconnect failed", "error", err)
 		if errors.Is(err, switchboard.ErrUnavailable) {
 			w.Header().Set("Retry-After", "1")
 			writeError(w, http.StatusServiceUnavailable, errUnavailable, "the broker is unreachable: the disconnect was not sent; retry")
-			return
+			return "", false
 		}
 		writeError(w, http.StatusInternalServerError, errInternal, "the disconnect could not be sent")
-		return
+		return "", false
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"user": req.User})
+	return req.User, true
 }
 
 func (a *api) presence(w http.ResponseWriter, r *http.Request, _ int) {
