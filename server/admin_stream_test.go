@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/switchboardhq/switchboard"
 	"github.com/switchboardhq/switchboard/internal/testkit"
-	"github.com/switchboardhq/switchboard/server/config"
 )
 
 // eventStream reads a text/event-stream response in the background.
@@ -202,28 +200,8 @@ func TestAdminStreamOverHTTP2(t *testing.T) {
 func TestAdminStreamOnNBIO(t *testing.T) {
 	skipUnderRace(t)
 	// A short keep-alive time: the stream must outlive it.
-	cfg, err := config.Load([]string{"--addr=127.0.0.1:0", "--node-id=test-node", "--admin", "--admin-key=adm", "--handshake-timeout=1s"},
-		func(string) (string, bool) { return "", false }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stopRun := context.WithCancel(context.Background())
+	srv, addr, stopRun, done := runInProcess(t, "--addr=127.0.0.1:0", "--node-id=test-node", "--admin", "--admin-key=adm", "--handshake-timeout=1s")
 	defer stopRun()
-	started := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(runCtx, func(a net.Addr) { started <- a }) }()
-	var addr net.Addr
-	select {
-	case addr = <-started:
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("not started")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	base := "http://" + addr.String()

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -15,27 +14,7 @@ import (
 
 func TestPprofOnLoopback(t *testing.T) {
 	skipUnderRace(t)
-	cfg, err := config.Load([]string{"--addr=127.0.0.1:0", "--pprof=127.0.0.1:0"},
-		func(string) (string, bool) { return "", false }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx, func(a net.Addr) { started <- a }) }()
-	var addr net.Addr
-	select {
-	case addr = <-started:
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("not started")
-	}
+	srv, addr, cancel, done := runInProcess(t, "--addr=127.0.0.1:0", "--pprof=127.0.0.1:0")
 	paddr := srv.PprofAddr()
 	if paddr == nil || paddr.String() == addr.String() {
 		t.Fatalf("pprof address %v (main %v): want its own listener", paddr, addr)

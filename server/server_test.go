@@ -28,27 +28,8 @@ func TestMain(m *testing.M) {
 // and on cancellation drains and returns, leaving no goroutine behind.
 func TestRunServesAndDrains(t *testing.T) {
 	skipUnderRace(t)
-	cfg, err := config.Load([]string{"--addr", "127.0.0.1:0"}, func(string) (string, bool) { return "", false }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
+	_, addr, cancel, done := runInProcess(t, "--addr", "127.0.0.1:0")
 	defer cancel()
-	started := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx, func(a net.Addr) { started <- a }) }()
-	var addr net.Addr
-	select {
-	case addr = <-started:
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("not started")
-	}
 
 	resp, err := http.Get("http://" + addr.String() + "/readyz")
 	if err != nil {
@@ -90,4 +71,34 @@ func skipUnderRace(t *testing.T) {
 	if raceEnabled {
 		t.Skip("serves through nbio: runs without -race (see race_on_test.go)")
 	}
+}
+
+// runInProcess starts a server configured by args (flags) in this process,
+// on nbio's engine, and returns it, its address, the function that stops
+// it, and where Run's result arrives.
+func runInProcess(t *testing.T, args ...string) (*Server, net.Addr, context.CancelFunc, <-chan error) {
+	t.Helper()
+	cfg, err := config.Load(args, func(string) (string, bool) { return "", false }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, func(a net.Addr) { started <- a }) }()
+	select {
+	case addr := <-started:
+		return srv, addr, cancel, done
+	case err := <-done:
+		cancel()
+		t.Fatalf("Run: %v", err)
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("not started")
+	}
+	return nil, nil, cancel, done
 }
