@@ -21,17 +21,7 @@ import (
 // Rooms h:* keep history; a tab that reaches the server through a
 // cuttableProxy loses its network for a while and must catch up.
 func TestBrowser(t *testing.T) {
-	chromium := os.Getenv("SWITCHBOARD_CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		if os.Getenv("SWITCHBOARD_SKIP_BROWSER") == "1" {
-			t.Skipf("browser tests skipped (SWITCHBOARD_SKIP_BROWSER=1); %s: %v", chromium, err)
-		}
-		t.Fatalf("browser tests need chromium at %s (%v): run scripts/browser-setup.sh as root "+
-			"(apt-get install chromium), or set SWITCHBOARD_SKIP_BROWSER=1 to skip them", chromium, err)
-	}
+	chromium := chromiumOrSkip(t)
 	shots := os.Getenv("SWITCHBOARD_SCREENSHOTS")
 	if shots == "" {
 		shots = filepath.Join(os.TempDir(), "switchboard-screenshots")
