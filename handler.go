@@ -95,6 +95,7 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := h.newConn(r, ident)
+	extensions := h.acceptDeflate(c, r)
 	lim := h.opts.Limits
 	// The user's stripe is held from the limit check until presence knows
 	// the user is online, so that a concurrent last disconnect of the same
@@ -137,7 +138,7 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	// direct message may arrive) but writes nothing and defers any close.
 	// The 101 answer and the welcome frame go first in its queue, so
 	// nothing published meanwhile can overtake them.
-	first := handshakeResponse(key, wantsSubprotocol(r))
+	first := handshakeResponse(key, wantsSubprotocol(r), extensions)
 	welcome := protocol.Welcome(c.id, c.user, h.opts.PingInterval, h.opts.PongTimeout, lim.MaxMessageBytes)
 	first = wsframe.AppendFrame(first, wsframe.OpText, welcome)
 	c.mu.Lock()
@@ -257,13 +258,16 @@ func wantsSubprotocol(r *http.Request) bool {
 
 const acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-func handshakeResponse(key string, subprotocol bool) []byte {
+func handshakeResponse(key string, subprotocol bool, extensions string) []byte {
 	sum := sha1.Sum([]byte(key + acceptGUID))
 	b := make([]byte, 0, 256)
 	b = append(b, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
 	b = base64.StdEncoding.AppendEncode(b, sum[:])
 	if subprotocol {
 		b = append(b, "\r\nSec-WebSocket-Protocol: "+Subprotocol...)
+	}
+	if extensions != "" {
+		b = append(append(b, "\r\nSec-WebSocket-Extensions: "...), extensions...)
 	}
 	return append(b, "\r\n\r\n"...)
 }

@@ -1,0 +1,126 @@
+package switchboard
+
+import (
+	"net/http"
+
+	"github.com/switchboardhq/switchboard/internal/wsframe"
+)
+
+// CompressionOptions configure permessage-deflate (RFC 7692).
+//
+// Every message is compressed on its own, in both directions: the server
+// answers server_no_context_takeover and client_no_context_takeover, so a
+// connection keeps no compression window (no memory per connection, idle
+// or not), and one compressed frame serves every recipient of a broadcast
+// that negotiated the same window size: a publish is compressed once, not
+// once per connection.
+type CompressionOptions struct {
+	// Enabled negotiates permessage-deflate with clients that offer it
+	// (browsers do; other clients go on uncompressed). Default off:
+	// compression costs CPU on both ends for every message that reaches
+	// the threshold, it pays only where bandwidth is scarcer than CPU, and
+	// an application that puts secrets and attacker-chosen text in one
+	// message exposes the secrets to compression-length attacks (CRIME,
+	// BREACH), so it is a choice to make knowingly.
+	Enabled bool
+	// Threshold is the smallest message, in bytes of JSON, sent
+	// compressed; smaller ones go as they are. Default 256: below about
+	// that, deflate saves a few dozen bytes at best (its block header and
+	// Huffman tables eat most of the gain, and typical frames here, acks,
+	// pings and presence changes, are 30-150 bytes) for the same fixed CPU
+	// cost as a larger message (docs/performance.md).
+	Threshold int
+}
+
+// DefaultCompressionThreshold is CompressionOptions.Threshold's default.
+const DefaultCompressionThreshold = 256
+
+func (o CompressionOptions) withDefaults() CompressionOptions {
+	if o.Threshold <= 0 {
+		o.Threshold = DefaultCompressionThreshold
+	}
+	return o
+}
+
+// acceptDeflate negotiates permessage-deflate for c from the handshake
+// request and returns the Sec-WebSocket-Extensions answer ("" when off or
+// not offered). It runs before c is reachable by any other goroutine.
+func (h *Hub) acceptDeflate(c *Conn, r *http.Request) string {
+	if !h.opts.Compression.Enabled {
+		return ""
+	}
+	d, ok := wsframe.NegotiateDeflate(r.Header.Values("Sec-WebSocket-Extensions"))
+	if !ok {
+		return ""
+	}
+	c.deflateBits = uint8(d.WindowBits)
+	c.reader.Deflate = true
+	return d.Response
+}
+
+// deflates reports whether a text of n bytes goes compressed to c.
+func (c *Conn) deflates(n int) bool {
+	return c.deflateBits != 0 && n >= c.hub.opts.Compression.Threshold
+}
+
+// textFrame frames a text meant for c alone.
+func (c *Conn) textFrame(text []byte) []byte {
+	if c.deflates(len(text)) {
+		if f, ok := wsframe.AppendDeflated(nil, wsframe.OpText, text, int(c.deflateBits)); ok {
+			return f
+		}
+	}
+	return wsframe.AppendFrame(make([]byte, 0, wsframe.FrameSize(len(text))), wsframe.OpText, text)
+}
+
+// textParts frames head+mid+tail for c alone: without compression, as
+// parts queued back to back so a large shared mid (a presence snapshot)
+// is never copied; compressed, as one frame.
+func (c *Conn) textParts(head, mid, tail []byte) [][]byte {
+	n := len(head) + len(mid) + len(tail)
+	if c.deflates(n) {
+		text := make([]byte, 0, n)
+		text = append(append(append(text, head...), mid...), tail...)
+		if f, ok := wsframe.AppendDeflated(nil, wsframe.OpText, text, int(c.deflateBits)); ok {
+			return [][]byte{f}
+		}
+	}
+	hdr := wsframe.AppendHeader(make([]byte, 0, 10+len(head)), wsframe.OpText, n)
+	return [][]byte{append(hdr, head...), mid, tail}
+}
+
+// sharedText is one text going to many connections. Each encoding is
+// built when the first recipient that needs it comes, then shared: at
+// most the plain frame and one compressed frame per window size in use
+// (in practice one: browsers leave the server's window at its maximum).
+// It is used by one goroutine, the one fanning the text out.
+type sharedText struct {
+	text     []byte
+	plain    []byte
+	deflated [wsframe.MaxWindowBits - wsframe.MinWindowBits + 1][]byte
+}
+
+func newSharedText(text []byte) sharedText { return sharedText{text: text} }
+
+// frameFor is the frame to queue to c.
+func (s *sharedText) frameFor(c *Conn) []byte {
+	if c.deflates(len(s.text)) {
+		i := int(c.deflateBits) - wsframe.MinWindowBits
+		if s.deflated[i] == nil {
+			f, ok := wsframe.AppendDeflated(nil, wsframe.OpText, s.text, int(c.deflateBits))
+			if !ok {
+				f = s.plainFrame() // incompressible: every window gets the plain frame
+			}
+			s.deflated[i] = f
+		}
+		return s.deflated[i]
+	}
+	return s.plainFrame()
+}
+
+func (s *sharedText) plainFrame() []byte {
+	if s.plain == nil {
+		s.plain = wsframe.AppendFrame(make([]byte, 0, wsframe.FrameSize(len(s.text))), wsframe.OpText, s.text)
+	}
+	return s.plain
+}
