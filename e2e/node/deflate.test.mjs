@@ -31,8 +31,8 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import WebSocket from 'ws';
+import { Tap } from './tap.mjs';
 
 const TARGET = new URL(process.env.SWITCHBOARD_URL);
 const SCALE = Number(process.env.DEFLATE_COUNT_SCALE || '0.1');
@@ -143,65 +143,8 @@ const OFFERS = [
   ['client_max_window_bits=9', { clientMaxWindowBits: 9 }, 15],
 ];
 
-// Tap: a TCP proxy that parses the frames going each way.
-class Tap {
-  constructor() {
-    this.server = net.createServer((c) => this.link(c));
-    this.clientFrames = [];      // first frames of client data messages: {rsv1}
-    this.lastServerData = null;  // the last server data frame: {rsv1, len}
-    this.serverRSV1 = 0;
-    this.sockets = new Set();
-  }
-  listen() { return new Promise((res) => this.server.listen(0, '127.0.0.1', () => res(this.server.address().port))); }
-  close() {
-    for (const s of this.sockets) s.destroy();
-    return new Promise((res) => this.server.close(res));
-  }
-  link(c) {
-    const s = net.connect(Number(TARGET.port), TARGET.hostname);
-    this.sockets.add(c).add(s);
-    const up = parser(true, (f) => { if (f.op === 1 || f.op === 2) this.clientFrames.push(f); });
-    const down = parser(false, (f) => {
-      if (f.op === 1 || f.op === 2) { this.lastServerData = f; if (f.rsv1) this.serverRSV1++; }
-    });
-    c.on('data', (d) => { up(d); s.write(d); });
-    s.on('data', (d) => { down(d); c.write(d); });
-    c.on('close', () => { s.destroy(); this.sockets.delete(c); });
-    s.on('close', () => { c.destroy(); this.sockets.delete(s); });
-    c.on('error', () => s.destroy());
-    s.on('error', () => c.destroy());
-  }
-}
-
-// parser returns a function fed with the bytes of one direction; it skips
-// the HTTP handshake and calls onFrame with each frame's header fields.
-function parser(fromClient, onFrame) {
-  let buf = Buffer.alloc(0);
-  let inHTTP = true;
-  return (chunk) => {
-    buf = Buffer.concat([buf, chunk]);
-    if (inHTTP) {
-      const end = buf.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      buf = buf.subarray(end + 4);
-      inHTTP = false;
-    }
-    for (;;) {
-      if (buf.length < 2) return;
-      let len = buf[1] & 0x7f, off = 2;
-      if (len === 126) { if (buf.length < 4) return; len = buf.readUInt16BE(2); off = 4; }
-      else if (len === 127) { if (buf.length < 10) return; len = Number(buf.readBigUInt64BE(2)); off = 10; }
-      if (buf[1] & 0x80) off += 4;
-      if (buf.length < off + len) return;
-      assert.equal(Boolean(buf[1] & 0x80), fromClient, 'masking');
-      onFrame({ fin: Boolean(buf[0] & 0x80), rsv1: Boolean(buf[0] & 0x40), rsv23: buf[0] & 0x30, op: buf[0] & 0x0f, len });
-      buf = buf.subarray(off + len);
-    }
-  };
-}
-
 let tap, tapURL;
-before(async () => { tap = new Tap(); tapURL = `ws://127.0.0.1:${await tap.listen()}/ws`; });
+before(async () => { tap = new Tap(TARGET); tapURL = `ws://127.0.0.1:${await tap.listen()}/ws`; });
 after(async () => { await tap?.close(); });
 
 let userSeq = 0;
