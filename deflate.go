@@ -55,7 +55,15 @@ func (h *Hub) acceptDeflate(c *Conn, r *http.Request) string {
 	}
 	c.deflateBits = uint8(d.WindowBits)
 	c.reader.Deflate = true
+	h.counters.connsDeflate.Add(1)
 	return d.Response
+}
+
+// deflate compresses one text message for connections with a window of
+// 1<<bits (see wsframe.AppendDeflated).
+func (h *Hub) deflate(text []byte, bits uint8) ([]byte, bool) {
+	h.counters.deflated.Add(1)
+	return wsframe.AppendDeflated(nil, wsframe.OpText, text, int(bits))
 }
 
 // deflates reports whether a text of n bytes goes compressed to c.
@@ -66,7 +74,7 @@ func (c *Conn) deflates(n int) bool {
 // textFrame frames a text meant for c alone.
 func (c *Conn) textFrame(text []byte) []byte {
 	if c.deflates(len(text)) {
-		if f, ok := wsframe.AppendDeflated(nil, wsframe.OpText, text, int(c.deflateBits)); ok {
+		if f, ok := c.hub.deflate(text, c.deflateBits); ok {
 			return f
 		}
 	}
@@ -81,7 +89,7 @@ func (c *Conn) textParts(head, mid, tail []byte) [][]byte {
 	if c.deflates(n) {
 		text := make([]byte, 0, n)
 		text = append(append(append(text, head...), mid...), tail...)
-		if f, ok := wsframe.AppendDeflated(nil, wsframe.OpText, text, int(c.deflateBits)); ok {
+		if f, ok := c.hub.deflate(text, c.deflateBits); ok {
 			return [][]byte{f}
 		}
 	}
@@ -107,7 +115,7 @@ func (s *sharedText) frameFor(c *Conn) []byte {
 	if c.deflates(len(s.text)) {
 		i := int(c.deflateBits) - wsframe.MinWindowBits
 		if s.deflated[i] == nil {
-			f, ok := wsframe.AppendDeflated(nil, wsframe.OpText, s.text, int(c.deflateBits))
+			f, ok := c.hub.deflate(s.text, c.deflateBits)
 			if !ok {
 				f = s.plainFrame() // incompressible: every window gets the plain frame
 			}

@@ -114,6 +114,9 @@ func TestBroadcastIsCompressedOnce(t *testing.T) {
 	for _, n := range tr.frames {
 		counts = append(counts, n)
 	}
+	if got := h.Counters().MessagesCompressed; got != 2 {
+		t.Fatalf("MessagesCompressed %d after one publish to two window sizes, want 2", got)
+	}
 	if len(tr.frames) != 3 {
 		t.Fatalf("%d distinct buffers for one publish (recipients per buffer %v), want 3", len(tr.frames), counts)
 	}

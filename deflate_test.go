@@ -216,6 +216,12 @@ func TestCompressionNegotiatedAndUsed(t *testing.T) {
 		if _, _, f := comp.expectType("message"); f["data"] != long {
 			t.Fatal("an uncompressed publish did not reach a compressing client intact")
 		}
+		// Two publishes of the long text, each compressed once per window
+		// size in use (15 and 9).
+		k := s.hub.Counters()
+		if k.ConnectionsCompressed != 2 || k.MessagesCompressed != 4 {
+			t.Fatalf("ConnectionsCompressed %d, MessagesCompressed %d; want 2 and 4", k.ConnectionsCompressed, k.MessagesCompressed)
+		}
 	})
 }
 
