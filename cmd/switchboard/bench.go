@@ -32,7 +32,9 @@ fanout  --subs subscribers in one room and a publisher: delivery latency
         the publisher posts to /api/publish from --publishers keep-alive HTTP
         clients, as a backend does (--publish-via=ws: frames on a WebSocket);
         with --nodes N --broker redis|nats|redis-cluster across N nodes of one fresh cluster:
-        subscribers spread evenly, the publisher on node 0, CPU of all nodes
+        subscribers spread evenly, the publisher on node 0, CPU of all nodes;
+        --compression --realistic: permessage-deflate on realistic JSON, with the
+        server's bytes out per delivery
 
 Server flags are passed with --server-flag=--ping-interval=10s (repeatable) or
 after "--". The bench adds --rate=100000 --burst=100000 (and lifts the per-IP
@@ -121,6 +123,8 @@ func bench(args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&f.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS address (with --broker=nats)")
 		fs.StringVar(&f.via, "publish-via", loadgen.ViaAPI, `publish path: "api" (POST /api/publish, as a backend does) or "ws" (publish frames on the publisher's WebSocket)`)
 		fs.IntVar(&f.publishers, "publishers", 4, "concurrent keep-alive HTTP publishers (with --publish-via=api)")
+		fs.BoolVar(&f.compression, "compression", false, "serve with --compression and have the subscribers offer permessage-deflate, as browsers do")
+		fs.BoolVar(&f.realistic, "realistic", false, `fill each message's data with dashboard-like JSON (repeated keys, varying numbers) instead of a run of "x"`)
 		run = func(ctx context.Context, s *session) (*results, error) { return runFanout(ctx, s, f) }
 	case "-h", "--help", "help":
 		fs.Usage()
@@ -195,6 +199,8 @@ func benchClient(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&c.PublishVia, "publish-via", loadgen.ViaAPI, "publish path: api or ws")
 	fs.IntVar(&c.Publishers, "publishers", 4, "concurrent HTTP publishers (api)")
 	fs.StringVar(&c.APIKey, "api-key", "", "the server's API key (api)")
+	fs.BoolVar(&c.Deflate, "deflate", false, "offer permessage-deflate")
+	fs.BoolVar(&c.Realistic, "realistic", false, "publish dashboard-like JSON data")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

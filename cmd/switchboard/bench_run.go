@@ -96,6 +96,8 @@ type fanoutOpts struct {
 	redisURL, natsURL    string
 	via                  string // loadgen.ViaAPI or ViaWS
 	publishers           int    // concurrent HTTP publishers (ViaAPI)
+	compression          bool   // --compression on the server, subscribers offer it
+	realistic            bool   // dashboard-like JSON data
 }
 
 // benchAPIKey is the API key of the bench's own servers, which listen on
@@ -110,7 +112,18 @@ func (f fanoutOpts) publisherArgs() []string {
 	if f.via == loadgen.ViaAPI {
 		a = append(a, "--publishers", strconv.Itoa(f.publishers), "--api-key", benchAPIKey)
 	}
+	if f.realistic {
+		a = append(a, "--realistic")
+	}
 	return a
+}
+
+// subscriberArgs are the load-client flags of the subscriber processes.
+func (f fanoutOpts) subscriberArgs() []string {
+	if f.compression {
+		return []string{"--deflate"}
+	}
+	return nil
 }
 
 // pathText says which publish path a run took.
@@ -153,6 +166,9 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 	if f.via == loadgen.ViaAPI {
 		serverFlags = append(serverFlags, "--api-key="+benchAPIKey)
 	}
+	if f.compression {
+		serverFlags = append(serverFlags, "--compression")
+	}
 	if err := s.startServers(ctx, f.nodes, f.readyPath(), serverFlags...); err != nil {
 		return nil, err
 	}
@@ -161,7 +177,7 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 	} else {
 		s.logf("connecting %d subscribers", f.subs)
 	}
-	subs, err := s.spawnSubscribers(f.subs)
+	subs, err := s.spawnSubscribers(f.subs, f.subscriberArgs()...)
 	if err != nil {
 		return nil, err
 	}
@@ -198,6 +214,7 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 	if err != nil {
 		return nil, err
 	}
+	out0, outErr := s.bytesOut()
 	brokerCPU0, _ := s.brokerCPU(f)
 	if err := pub.send("go"); err != nil {
 		return nil, err
@@ -228,6 +245,7 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 		return nil, err
 	}
 	brokerCPU1, brokerSeen := s.brokerCPU(f)
+	out1, outErr1 := s.bytesOut()
 	cpuUser, cpuSys, cpuPerNode := cpuSpent(cpu0, cpu1)
 	rss, _ := s.rss()
 	if runErr != nil && published == nil {
@@ -291,6 +309,10 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 	}
 	if got > 0 {
 		r.add("server_cpu_us_per_delivery", "server CPU per delivery", round(float64(cpu)/float64(time.Microsecond)/float64(got), 3), "us")
+	}
+	r.add("compression", "permessage-deflate", f.compression, "")
+	if outErr == nil && outErr1 == nil && got > 0 {
+		r.add("bytes_out_per_delivery", "server bytes out per delivery", round(float64(out1-out0)/float64(got), 1), "B")
 	}
 	for _, q := range []struct {
 		key, label string
