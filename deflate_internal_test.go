@@ -1,12 +1,15 @@
 package switchboard
 
 import (
+	"bytes"
+	"compress/flate"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -171,5 +174,100 @@ func BenchmarkBroadcastCompression(b *testing.B) {
 				b.ReportMetric(float64(tr.bytes.Load())/float64(b.N*n), "wire-B/delivery")
 			})
 		}
+	}
+}
+
+// clientFrame is a masked client text frame.
+func clientFrame(text []byte) []byte {
+	return maskClient(0x81, text)
+}
+
+// testWriter is reused by clientDeflated: a compressor is large to make.
+var testWriter *flate.Writer
+
+// clientDeflated is a masked client text frame carrying text compressed
+// (RSV1), as a browser sends it.
+func clientDeflated(tb testing.TB, text []byte) []byte {
+	var b bytes.Buffer
+	if testWriter == nil {
+		var err error
+		if testWriter, err = flate.NewWriter(&b, flate.BestSpeed); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	w := testWriter
+	w.Reset(&b)
+	_, _ = w.Write(text)
+	_ = w.Flush()
+	return maskClient(0xC1, bytes.TrimSuffix(b.Bytes(), []byte{0, 0, 0xff, 0xff}))
+}
+
+func maskClient(b0 byte, p []byte) []byte {
+	key := [4]byte{1, 2, 3, 4}
+	f := []byte{b0}
+	switch {
+	case len(p) < 126:
+		f = append(f, 0x80|byte(len(p)))
+	default:
+		f = append(f, 0x80|126, byte(len(p)>>8), byte(len(p)))
+	}
+	f = append(f, key[:]...)
+	for i, c := range p {
+		f = append(f, c^key[i&3])
+	}
+	return f
+}
+
+// BenchmarkConnMemory reports the heap each connection holds (B/conn),
+// without compression and with permessage-deflate negotiated, idle and
+// after each connection sent a 1 KiB message to itself and received it
+// (compressed both ways with deflate). Run with -benchtime 1x; it
+// measures, it asserts nothing.
+func BenchmarkConnMemory(b *testing.B) {
+	const n = 2000
+	data := `"` + strings.Repeat("abcdefgh", 125) + `"`
+	for _, mode := range []string{"plain-idle", "deflate-idle", "plain-after-traffic", "deflate-after-traffic"} {
+		b.Run(mode, func(b *testing.B) {
+			for b.Loop() {
+				h := compressionHub(b, true)
+				tr := &discardTransport{}
+				var ms0, ms1 runtime.MemStats
+				runtime.GC()
+				runtime.GC()
+				runtime.ReadMemStats(&ms0)
+				deflate := strings.HasPrefix(mode, "deflate")
+				if !deflate {
+					addFakeConns(b, h, "room", n, tr)
+				} else {
+					addDeflateConns(b, h, "room", n, 15, tr)
+				}
+				if strings.HasSuffix(mode, "after-traffic") {
+					// A direct message to oneself: 1 KiB in, compressed,
+					// and the same back, compressed.
+					h.reg.eachConn(func(c *Conn) {
+						text := []byte(`{"type":"send","to":"` + c.user + `","data":` + data + `}`)
+						frame := clientFrame(text)
+						if deflate {
+							frame = clientDeflated(b, text)
+						}
+						if err := h.onData(c, frame); err != nil {
+							b.Fatal(err)
+						}
+					})
+					tr.drain()
+					if got := h.Counters().MessagesCompressed; deflate && got != n {
+						b.Fatalf("%d answers compressed, want %d", got, n)
+					}
+				}
+				// Two collections: the first moves what the compression
+				// pools hold (shared by all connections, not theirs) to
+				// their victim caches, the second frees it.
+				runtime.GC()
+				runtime.GC()
+				runtime.ReadMemStats(&ms1)
+				b.ReportMetric(float64(int64(ms1.HeapAlloc)-int64(ms0.HeapAlloc))/n, "B/conn")
+				runtime.KeepAlive(h)
+			}
+		})
 	}
 }

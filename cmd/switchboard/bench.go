@@ -107,8 +107,9 @@ func bench(args []string, stdout, stderr io.Writer) error {
 		conns := fs.Int("conns", 10000, "idle connections")
 		settle := fs.Duration("settle", 10*time.Second, "wait after all joined before reading RSS")
 		window := fs.Duration("window", 30*time.Second, "CPU measuring window with idle connections")
+		compression := fs.Bool("compression", false, "serve with --compression and have the clients negotiate permessage-deflate")
 		run = func(ctx context.Context, s *session) (*results, error) {
-			return runIdle(ctx, s, *conns, *settle, *window)
+			return runIdle(ctx, s, *conns, *settle, *window, *compression)
 		}
 	case "fanout":
 		var f fanoutOpts

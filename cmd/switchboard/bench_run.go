@@ -13,11 +13,15 @@ import (
 // settled after it filled (join announcements delivered).
 const quietPeriod = time.Second
 
-func runIdle(ctx context.Context, s *session, conns int, settle, window time.Duration) (*results, error) {
+func runIdle(ctx context.Context, s *session, conns int, settle, window time.Duration, compression bool) (*results, error) {
 	if conns <= 0 {
 		return nil, fmt.Errorf("--conns must be positive")
 	}
-	if err := s.startServers(ctx, 1, "/healthz", s.serverFlagsFor(conns)...); err != nil {
+	flags, clientArgs := s.serverFlagsFor(conns), []string(nil)
+	if compression {
+		flags, clientArgs = append(flags, "--compression"), []string{"--deflate"}
+	}
+	if err := s.startServers(ctx, 1, "/healthz", flags...); err != nil {
 		return nil, err
 	}
 	rss0, err := s.rss()
@@ -30,7 +34,7 @@ func runIdle(ctx context.Context, s *session, conns int, settle, window time.Dur
 	}
 	s.logf("server RSS at start %d KB; connecting %d clients", rss0, conns)
 	start := time.Now()
-	ws, err := s.spawn(conns)
+	ws, err := s.spawn(conns, clientArgs...)
 	if err != nil {
 		return nil, err
 	}
