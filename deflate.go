@@ -2,6 +2,7 @@ package switchboard
 
 import (
 	"net/http"
+	"sync"
 
 	"github.com/switchboardhq/switchboard/internal/wsframe"
 )
@@ -81,20 +82,60 @@ func (c *Conn) textFrame(text []byte) []byte {
 	return wsframe.AppendFrame(make([]byte, 0, wsframe.FrameSize(len(text))), wsframe.OpText, text)
 }
 
-// textParts frames head+mid+tail for c alone: without compression, as
-// parts queued back to back so a large shared mid (a presence snapshot)
-// is never copied; compressed, as one frame.
-func (c *Conn) textParts(head, mid, tail []byte) [][]byte {
+// textParts frames head+mid+tail for c alone, where mid is room's
+// presence snapshot, shared by every join while it lasts. Without
+// compression the parts are queued back to back, so mid is never copied;
+// compressed, mid is compressed once per snapshot (segmentCache) and head
+// and tail are framed around it.
+func (c *Conn) textParts(room string, head, mid, tail []byte) [][]byte {
 	n := len(head) + len(mid) + len(tail)
 	if c.deflates(n) {
-		text := make([]byte, 0, n)
-		text = append(append(append(text, head...), mid...), tail...)
-		if f, ok := c.hub.deflate(text, c.deflateBits); ok {
-			return [][]byte{f}
+		if seg := c.hub.segments.get(c.hub, room, mid); len(seg)+len(head)+len(tail)+16 < n {
+			return [][]byte{wsframe.AppendDeflatedAround(nil, wsframe.OpText, head, seg, tail)}
 		}
 	}
 	hdr := wsframe.AppendHeader(make([]byte, 0, 10+len(head)), wsframe.OpText, n)
 	return [][]byte{append(hdr, head...), mid, tail}
+}
+
+// segmentCache keeps, per room, the compressed form of the room's
+// current presence snapshot, so that joins into a big room compress the
+// member list once per snapshot rather than once per join. An entry is
+// replaced when the room's snapshot changes; the cache is emptied when it
+// holds maxSegments rooms, which bounds what it keeps (rooms come and go).
+type segmentCache struct {
+	mu sync.Mutex
+	m  map[string]segment
+}
+
+type segment struct {
+	src *byte // the snapshot compressed: the same slice, not only equal bytes
+	n   int
+	out []byte
+}
+
+const maxSegments = 1024
+
+func (s *segmentCache) get(h *Hub, room string, mid []byte) []byte {
+	var src *byte
+	if len(mid) > 0 {
+		src = &mid[0]
+	}
+	s.mu.Lock()
+	e, ok := s.m[room]
+	s.mu.Unlock()
+	if ok && e.src == src && e.n == len(mid) {
+		return e.out
+	}
+	h.counters.deflated.Add(1)
+	out := wsframe.DeflateSegment(mid)
+	s.mu.Lock()
+	if s.m == nil || len(s.m) >= maxSegments {
+		s.m = make(map[string]segment)
+	}
+	s.m[room] = segment{src: src, n: len(mid), out: out}
+	s.mu.Unlock()
+	return out
 }
 
 // sharedText is one text going to many connections. Each encoding is

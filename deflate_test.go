@@ -298,3 +298,56 @@ func TestCompressionWithCoderWebsocket(t *testing.T) {
 		cl.close()
 	}
 }
+
+// TestCompressedJoinAckInBigRoom joins a room past PresenceBatchSize,
+// where the ack carries the room's shared presence snapshot: compressed,
+// it must still list every member.
+func TestCompressedJoinAckInBigRoom(t *testing.T) {
+	transports(t, func(t *testing.T, start starter) {
+		s := start(t, switchboard.Options{
+			Compression:           switchboard.CompressionOptions{Enabled: true},
+			PresenceBatchSize:     2,
+			PresenceBatchInterval: 20 * time.Millisecond,
+		})
+		var names []string
+		var first *client
+		for i := 0; i < 30; i++ {
+			name := fmt.Sprintf("member-with-a-longish-name-%02d", i)
+			names = append(names, name)
+			c := dial(t, s, name)
+			c.join("big")
+			if first == nil {
+				first = c
+			}
+		}
+		// The snapshot is the room as of the last presence flush: wait for
+		// the flush that announces the last member.
+		for seen := false; !seen; {
+			f := first.next()
+			if f.str("type") == "presence_diff" {
+				joins, _ := f["joins"].([]any)
+				for _, j := range joins {
+					seen = seen || j == names[len(names)-1]
+				}
+			}
+		}
+		for _, user := range []string{"late-1", "late-2"} {
+			d := dialDeflate(t, s, user, pmdOffer)
+			d.send(map[string]any{"type": "join", "room": "big", "id": "j"}, false)
+			b0, wire, ack := d.expectType("ack")
+			if b0&0x40 == 0 {
+				t.Fatalf("%s: the ack with %d members went uncompressed (%d bytes): %v", user, len(names), wire, ack)
+			}
+			got := map[string]bool{}
+			users, _ := ack["users"].([]any)
+			for _, u := range users {
+				got[u.(string)] = true
+			}
+			for _, n := range names {
+				if !got[n] {
+					t.Fatalf("%s: ack (%d bytes on the wire) lacks %s: %v", user, wire, n, ack["users"])
+				}
+			}
+		}
+	})
+}

@@ -124,7 +124,7 @@ func (h *Hub) keptJoin(c *Conn, req *protocol.Request, stream string, ack *proto
 	var parts [][]byte
 	if users != nil {
 		head, tail := protocol.AckAround(ack)
-		parts = c.textParts(head, users, tail)
+		parts = c.textParts(req.Room, head, users, tail)
 	} else {
 		parts = [][]byte{c.textFrame(protocol.AppendAck(nil, ack))}
 	}

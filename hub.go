@@ -64,6 +64,7 @@ type Hub struct {
 	closing   map[*Conn]int64 // server-closed sockets awaiting the peer's close, -> deadline
 
 	diffs         presence.Diffs
+	segments      segmentCache // compressed presence snapshots (deflate.go)
 	notifier      presence.Notifier
 	lastDiffFlush int64 // sweeper only
 	lastPrune     int64 // sweeper only

@@ -276,7 +276,7 @@ func (h *Hub) handleJoin(c *Conn, req *protocol.Request) {
 		snapshot, err := h.diffs.Snapshot(req.Room, current)
 		if err == nil {
 			head, tail := protocol.AckAround(&ack)
-			c.enqueueParts(c.textParts(head, snapshot, tail)...)
+			c.enqueueParts(c.textParts(req.Room, head, snapshot, tail)...)
 			return
 		}
 		h.log.Error("presence failed", "error", err, "room", req.Room)

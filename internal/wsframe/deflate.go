@@ -244,3 +244,58 @@ func putOutBuf(b *[]byte) {
 	*b = (*b)[:0]
 	outBufs.Put(b)
 }
+
+// DeflateSegment compresses p on its own into a piece of a compressed
+// message: it ends with the sync flush marker and refers to nothing
+// before it, so AppendDeflatedAround can put it between other pieces.
+// A large text shared by many messages (a room's presence snapshot) is
+// compressed once this way.
+func DeflateSegment(p []byte) []byte {
+	d := getDeflater(MaxWindowBits)
+	defer putDeflater(MaxWindowBits, d)
+	d.buf.Reset()
+	d.w.Reset(&d.buf)
+	_, _ = d.w.Write(p)
+	_ = d.w.Flush()
+	return bytes.Clone(d.buf.Bytes())
+}
+
+// AppendDeflatedAround appends a final compressed (RSV1) data frame whose
+// message is head, then the text DeflateSegment made seg from, then tail.
+// head and tail go as stored (uncompressed) deflate blocks: they are
+// short and differ per message. Stored blocks and a segment refer to
+// nothing before them, so the frame decodes under any window size.
+func AppendDeflatedAround(dst []byte, op Opcode, head, seg, tail []byte) []byte {
+	if op.isControl() || op == OpContinuation {
+		panic("wsframe: only text and binary messages are compressed")
+	}
+	n := storedSize(len(head)) + len(seg) + storedSize(len(tail)) + 1
+	dst = slices.Grow(dst, FrameSize(n))
+	dst = appendHeader(dst, 0x80|0x40|byte(op), n)
+	dst = appendStored(dst, head)
+	dst = append(dst, seg...)
+	dst = appendStored(dst, tail)
+	// RFC 7692 7.2.1: the message ends with an empty stored block, less
+	// the 00 00 ff ff the receiver puts back; its first byte remains.
+	return append(dst, 0x00)
+}
+
+const maxStored = 0xFFFF
+
+// storedSize is the size of p as stored deflate blocks.
+func storedSize(n int) int {
+	blocks := (n + maxStored - 1) / maxStored
+	return n + 5*blocks
+}
+
+// appendStored appends p as non-final stored deflate blocks, starting on
+// a byte boundary (after a sync flush or another stored block).
+func appendStored(dst, p []byte) []byte {
+	for len(p) > 0 {
+		k := min(len(p), maxStored)
+		dst = append(dst, 0x00, byte(k), byte(k>>8), ^byte(k), ^byte(k>>8))
+		dst = append(dst, p[:k]...)
+		p = p[k:]
+	}
+	return dst
+}

@@ -211,3 +211,38 @@ func TestReaderIdleHoldsNothing(t *testing.T) {
 		t.Fatalf("reader kept state after a compressed message: msg %d bytes, deflated %v", len(r.msg), r.msgDeflated)
 	}
 }
+
+func TestAppendDeflatedAround(t *testing.T) {
+	mid := jsonish(100000) // more than one stored block's worth, compressed
+	seg := DeflateSegment(mid)
+	for _, c := range []struct{ head, tail []byte }{
+		{[]byte(`{"type":"ack","ref":"r1","users":`), []byte(`}`)},
+		{nil, nil},
+		{bytes.Repeat([]byte("h"), 70000), []byte(`}`)}, // head over one stored block
+	} {
+		f := AppendDeflatedAround(nil, OpText, c.head, seg, c.tail)
+		if f[0] != 0x80|0x40|byte(OpText) {
+			t.Fatalf("first byte %#x", f[0])
+		}
+		hl := 2
+		switch f[1] {
+		case 126:
+			hl = 4
+		case 127:
+			hl = 10
+		}
+		got, err := stdInflate(f[hl:])
+		if err != nil {
+			t.Fatalf("compress/flate cannot decode the message: %v", err)
+		}
+		want := slices.Concat(c.head, mid, c.tail)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("decoded %d bytes, want %d", len(got), len(want))
+		}
+		masked, _ := maskServerFrame(f, testKey)
+		evs, err := feedReader(&Reader{Deflate: true}, masked, nil)
+		if err != nil || len(evs) != 1 || evs[0].payload != string(want) {
+			t.Fatalf("Reader: %v", err)
+		}
+	}
+}
