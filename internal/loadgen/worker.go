@@ -38,11 +38,11 @@ type Config struct {
 	Publish  bool
 	Messages int
 	Size     int     // approximate bytes of data per message
+	Rate     float64 // publishes per second; 0 = as fast as possible
 	// Realistic fills the data with dashboard-like JSON (repeating keys,
 	// varying numbers) instead of one run of "x", so that compression
 	// gains what it would on live data.
 	Realistic bool
-	Rate     float64 // publishes per second; 0 = as fast as possible
 	// PublishVia is ViaAPI (the default) or ViaWS. Through the API the
 	// publisher holds no WebSocket connection (Conns is ignored) and counts
 	// as joined once its HTTP connections are open.

@@ -61,7 +61,7 @@ type Conn struct {
 
 	// deflate says permessage-deflate was negotiated: messages with RSV1
 	// are inflated (the server compresses each on its own).
-	deflate bool
+	deflate  bool
 	inflated []byte
 }
 
