@@ -2,10 +2,11 @@ package loadgen
 
 import (
 	"bytes"
-	"compress/flate"
 	"errors"
 	"io"
 	"sync"
+
+	"github.com/klauspost/compress/flate"
 )
 
 // deflateTail ends a permessage-deflate message for the decompressor: the
