@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"slices"
 	"sync"
 
@@ -168,6 +169,9 @@ func errBadDeflate() error { return &CloseError{Code: 1007, Reason: "bad_compres
 // conforming sender's message of the limit's size always fits, while the
 // size check still happens from the frame header, before any buffering.
 func maxCompressed(limit int) int {
+	if limit > math.MaxInt/2 {
+		return math.MaxInt // no overflow for a limit set absurdly high
+	}
 	return limit + limit/1024 + 64
 }
 
