@@ -62,6 +62,11 @@ type Conn struct {
 	// the round-trip measurement when the pong arrives.
 	pingSent atomic.Int64
 
+	// deflateBits is the server window size negotiated for
+	// permessage-deflate, 0 without it; set before the connection is
+	// reachable, then only read.
+	deflateBits uint8
+
 	// Owned by the goroutine that reads this connection.
 	reader     wsframe.Reader
 	limiter    *rate.Limiter

@@ -4,7 +4,6 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/history"
-	"github.com/switchboardhq/switchboard/internal/wsframe"
 )
 
 // A connection's history cursors (history.Cursors) live under its mu,
@@ -21,7 +20,7 @@ func (c *Conn) sink() *connSink { return (*connSink)(c) }
 func (s *connSink) Push(frame []byte) bool { return (*Conn)(s).pushLocked(frame) }
 
 func (s *connSink) PushText(text []byte) bool {
-	return (*Conn)(s).pushLocked(wsframe.AppendFrame(make([]byte, 0, wsframe.FrameSize(len(text))), wsframe.OpText, text))
+	return (*Conn)(s).pushLocked((*Conn)(s).textFrame(text))
 }
 
 func (s *connSink) Reserve(n int) bool { return (*Conn)(s).reserve(n) }

@@ -19,6 +19,11 @@ type counters struct {
 	rejections  [len(rejectReasons)]atomic.Uint64
 	connsOpened atomic.Uint64
 	panics      atomic.Uint64
+	// connsDeflate counts handshakes that negotiated permessage-deflate;
+	// deflated counts messages compressed (a broadcast once, however
+	// many recipients share the compressed frame).
+	connsDeflate atomic.Uint64
+	deflated     atomic.Uint64
 }
 
 // The fixed label sets: metrics never carry ids, names or free text.
@@ -72,6 +77,12 @@ type Counters struct {
 	HandshakeRejections map[string]uint64
 	// Panics counts recovered panics in handlers and callbacks.
 	Panics uint64
+	// ConnectionsCompressed counts accepted handshakes that negotiated
+	// permessage-deflate (CompressionOptions).
+	ConnectionsCompressed uint64
+	// MessagesCompressed counts messages the hub compressed: a broadcast
+	// counts once, however many recipients share its compressed frame.
+	MessagesCompressed uint64
 }
 
 // Counters returns the hub's running totals.
@@ -87,6 +98,9 @@ func (h *Hub) Counters() Counters {
 		Closes:              make(map[int]uint64, len(closeCodes)),
 		HandshakeRejections: make(map[string]uint64, len(rejectReasons)),
 		Panics:              k.panics.Load(),
+
+		ConnectionsCompressed: k.connsDeflate.Load(),
+		MessagesCompressed:    k.deflated.Load(),
 	}
 	for i, t := range inboundTypes {
 		c.MessagesIn[t] = k.messagesIn[i].Load()

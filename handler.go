@@ -94,12 +94,14 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sub := wantsSubprotocol(r)
+	var extensions string
 	h.accept(w, r, acceptSpec{
+		prepare: func(c *Conn) { extensions = h.acceptDeflate(c, r) },
 		hijack: func(c *Conn) (transport.Transport, func(), func(), error) {
 			return transport.Hijack(w, c.wire(), h.writers, h.opts.Limits.WriteTimeout)
 		},
 		first: func(c *Conn) []byte {
-			first := handshakeResponse(key, sub)
+			first := handshakeResponse(key, sub, extensions)
 			welcome := protocol.Welcome(c.id, c.user, h.opts.PingInterval, h.opts.PongTimeout, h.opts.Limits.MaxMessageBytes)
 			return wsframe.AppendFrame(first, wsframe.OpText, welcome)
 		},
@@ -109,6 +111,9 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 // acceptSpec is what differs between transports when a connection is
 // accepted: how its socket is taken over, and the first bytes it is sent.
 type acceptSpec struct {
+	// prepare, when set, settles the new connection's transport options
+	// (compression) before anything can reach it.
+	prepare func(c *Conn)
 	// hijack takes the socket (see transport.Hijack).
 	hijack func(c *Conn) (t transport.Transport, attach, serve func(), err error)
 	// first returns the response head and the welcome frame, which go
@@ -134,6 +139,9 @@ func (h *Hub) accept(w http.ResponseWriter, r *http.Request, spec acceptSpec) {
 		return
 	}
 	c := h.newConn(r, ident)
+	if spec.prepare != nil {
+		spec.prepare(c)
+	}
 	lim := h.opts.Limits
 	// The user's stripe is held from the limit check until presence knows
 	// the user is online, so that a concurrent last disconnect of the same
@@ -297,13 +305,16 @@ func wantsSubprotocol(r *http.Request) bool {
 
 const acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-func handshakeResponse(key string, subprotocol bool) []byte {
+func handshakeResponse(key string, subprotocol bool, extensions string) []byte {
 	sum := sha1.Sum([]byte(key + acceptGUID))
 	b := make([]byte, 0, 256)
 	b = append(b, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
 	b = base64.StdEncoding.AppendEncode(b, sum[:])
 	if subprotocol {
 		b = append(b, "\r\nSec-WebSocket-Protocol: "+Subprotocol...)
+	}
+	if extensions != "" {
+		b = append(append(b, "\r\nSec-WebSocket-Extensions: "...), extensions...)
 	}
 	return append(b, "\r\n\r\n"...)
 }

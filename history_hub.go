@@ -10,7 +10,6 @@ import (
 
 	"github.com/switchboardhq/switchboard/history"
 	"github.com/switchboardhq/switchboard/internal/protocol"
-	"github.com/switchboardhq/switchboard/internal/wsframe"
 )
 
 // chooseHistory picks the store for the streams that keep history: the
@@ -48,19 +47,19 @@ func (h *Hub) deliverKept(env *envelope) {
 		h.log.Warn("broker payload dropped", "error", err, "bytes", len(env.frame))
 		return
 	}
-	frame := wsframe.AppendFrame(make([]byte, 0, wsframe.FrameSize(len(body))), wsframe.OpText, body)
+	text := newSharedText(body)
 	var n uint64
 	if room, ok := strings.CutPrefix(env.target, roomStreamPfx); ok {
 		h.reg.eachMember(room, func(c *Conn, echo bool) {
 			if c.id == env.origin && !echo {
 				c.skipKept(env.target, epoch, offset)
-			} else if c.deliverKept(env.target, epoch, offset, frame) {
+			} else if c.deliverKept(env.target, epoch, offset, text.frameFor(c)) {
 				n++
 			}
 		})
 	} else if user, ok := strings.CutPrefix(env.target, userStreamPfx); ok {
 		for _, c := range h.reg.userConns(user) {
-			if c.deliverKept(env.target, epoch, offset, frame) {
+			if c.deliverKept(env.target, epoch, offset, text.frameFor(c)) {
 				n++
 			}
 		}
@@ -125,11 +124,9 @@ func (h *Hub) keptJoin(c *Conn, req *protocol.Request, stream string, ack *proto
 	var parts [][]byte
 	if users != nil {
 		head, tail := protocol.AckAround(ack)
-		hdr := wsframe.AppendHeader(nil, wsframe.OpText, len(head)+len(users)+len(tail))
-		parts = [][]byte{append(hdr, head...), users, tail}
+		parts = c.textParts(req.Room, head, users, tail)
 	} else {
-		text := protocol.AppendAck(nil, ack)
-		parts = [][]byte{wsframe.AppendFrame(make([]byte, 0, wsframe.FrameSize(len(text))), wsframe.OpText, text)}
+		parts = [][]byte{c.textFrame(protocol.AppendAck(nil, ack))}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -139,7 +136,7 @@ func (h *Hub) keptJoin(c *Conn, req *protocol.Request, stream string, ack *proto
 	} else if recovered {
 		// No ack to carry them: the recovered messages go as frames.
 		for _, m := range ack.Messages {
-			c.pushLocked(wsframe.AppendFrame(make([]byte, 0, wsframe.FrameSize(len(m))), wsframe.OpText, m))
+			c.pushLocked(c.textFrame(m))
 		}
 	}
 	if cur == nil {

@@ -17,7 +17,6 @@ import (
 	"github.com/switchboardhq/switchboard/history"
 	"github.com/switchboardhq/switchboard/internal/protocol"
 	"github.com/switchboardhq/switchboard/internal/transport"
-	"github.com/switchboardhq/switchboard/internal/wsframe"
 	"github.com/switchboardhq/switchboard/presence"
 )
 
@@ -65,6 +64,7 @@ type Hub struct {
 	closing   map[*Conn]int64 // server-closed sockets awaiting the peer's close, -> deadline
 
 	diffs         presence.Diffs
+	segments      segmentCache // compressed presence snapshots (deflate.go)
 	notifier      presence.Notifier
 	lastDiffFlush int64 // sweeper only
 	lastPrune     int64 // sweeper only
@@ -337,7 +337,7 @@ func (h *Hub) deliver(_ string, payload []byte) {
 		h.deliverNodeMessage(&env)
 		return
 	}
-	frame := wsframe.AppendFrame(make([]byte, 0, wsframe.FrameSize(len(env.frame))), wsframe.OpText, env.frame)
+	text := newSharedText(env.frame)
 	var n uint64 // deliveries, added once: no shared counter per recipient
 	switch env.kind {
 	case kindRoomMessage:
@@ -345,19 +345,19 @@ func (h *Hub) deliver(_ string, payload []byte) {
 			if c.id == env.origin && !echo {
 				return
 			}
-			if c.enqueue(frame) {
+			if c.enqueue(text.frameFor(c)) {
 				n++
 			}
 		})
 	case kindUserMessage:
 		for _, c := range h.reg.userConns(env.target) {
-			if c.enqueue(frame) {
+			if c.enqueue(text.frameFor(c)) {
 				n++
 			}
 		}
 	case kindBroadcast:
 		h.reg.eachConn(func(c *Conn) {
-			if c.enqueue(frame) {
+			if c.enqueue(text.frameFor(c)) {
 				n++
 			}
 		})
@@ -417,10 +417,10 @@ func (h *Hub) interestCount() int {
 // who is there). Every node announces the cluster-wide transitions its
 // Presence reports to its own members, so nothing goes through the broker.
 func (h *Hub) announceLocal(room, user string, payload []byte) {
-	frame := wsframe.AppendFrame(make([]byte, 0, wsframe.FrameSize(len(payload))), wsframe.OpText, payload)
+	text := newSharedText(payload)
 	var n uint64
 	h.reg.eachMember(room, func(c *Conn, _ bool) {
-		if c.user != user && c.enqueue(frame) {
+		if c.user != user && c.enqueue(text.frameFor(c)) {
 			n++
 		}
 	})

@@ -199,6 +199,9 @@ type Options struct {
 	// History keeps the recent messages of chosen rooms (and users) so
 	// that a client coming back gets what it missed. Default: none.
 	History HistoryOptions
+	// Compression negotiates permessage-deflate with clients that offer
+	// it. Default off (see CompressionOptions).
+	Compression CompressionOptions
 	// NodeID names this node in logs, stats and ids. Default: random.
 	NodeID string
 	// Observer, if set, receives ping round-trip times and outbound
@@ -242,6 +245,7 @@ func (o Options) withDefaults() Options {
 		o.PongTimeout = DefaultPongTimeout
 	}
 	o.History = o.History.withDefaults()
+	o.Compression = o.Compression.withDefaults()
 	if o.PresenceTTL <= 0 {
 		o.PresenceTTL = DefaultPresenceTTL
 	}

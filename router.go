@@ -90,7 +90,7 @@ func (h *Hub) admit(c *Conn, ref string) bool {
 
 // enqueueJSON frames one JSON text for this connection alone.
 func (c *Conn) enqueueJSON(text []byte) bool {
-	return c.enqueue(wsframe.AppendFrame(make([]byte, 0, wsframe.FrameSize(len(text))), wsframe.OpText, text))
+	return c.enqueue(c.textFrame(text))
 }
 
 var (
@@ -276,8 +276,7 @@ func (h *Hub) handleJoin(c *Conn, req *protocol.Request) {
 		snapshot, err := h.diffs.Snapshot(req.Room, current)
 		if err == nil {
 			head, tail := protocol.AckAround(&ack)
-			hdr := wsframe.AppendHeader(nil, wsframe.OpText, len(head)+len(snapshot)+len(tail))
-			c.enqueueParts(append(hdr, head...), snapshot, tail)
+			c.enqueueParts(c.textParts(req.Room, head, snapshot, tail)...)
 			return
 		}
 		h.log.Error("presence failed", "error", err, "room", req.Room)

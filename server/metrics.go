@@ -99,6 +99,7 @@ type hubCollector struct {
 	opened, deliveries, bytesIn, bytesOut *prometheus.Desc
 	messagesIn, drops, closes, rejections *prometheus.Desc
 	panics                                *prometheus.Desc
+	connsDeflate, deflated                *prometheus.Desc
 }
 
 func newHubCollector(h *switchboard.Hub) *hubCollector {
@@ -120,13 +121,17 @@ func newHubCollector(h *switchboard.Hub) *hubCollector {
 		closes:     d("switchboard_closes_total", "Closed connections by close code (0: any other code).", "code"),
 		rejections: d("switchboard_handshake_rejections_total", "Refused handshakes by reason.", "reason"),
 		panics:     d("switchboard_panics_total", "Recovered panics in handlers and callbacks."),
+		connsDeflate: d("switchboard_connections_compressed_total",
+			"Accepted handshakes that negotiated permessage-deflate (--compression)."),
+		deflated: d("switchboard_messages_compressed_total",
+			"Messages compressed; a broadcast counts once, however many recipients share it."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.conns, c.users, c.rooms, c.opened, c.deliveries, c.bytesIn,
-		c.bytesOut, c.messagesIn, c.drops, c.closes, c.rejections, c.panics} {
+		c.bytesOut, c.messagesIn, c.drops, c.closes, c.rejections, c.panics, c.connsDeflate, c.deflated} {
 		ch <- d
 	}
 }
@@ -148,6 +153,8 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.bytesIn, k.BytesIn)
 	counter(c.bytesOut, k.BytesOut)
 	counter(c.panics, k.Panics)
+	counter(c.connsDeflate, k.ConnectionsCompressed)
+	counter(c.deflated, k.MessagesCompressed)
 	for _, t := range switchboard.InboundTypes() {
 		counter(c.messagesIn, k.MessagesIn[t], t)
 	}

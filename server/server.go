@@ -106,6 +106,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 			HandshakeBurst:  cfg.HandshakeBurst,
 		},
 		ReadOnlyRooms: cfg.ReadOnlyRooms,
+		Compression:   switchboard.CompressionOptions{Enabled: cfg.Compression, Threshold: cfg.CompressionThreshold},
 		History: switchboard.HistoryOptions{
 			Rooms: cfg.HistoryRooms, Users: cfg.HistoryUsers, Size: cfg.HistorySize, TTL: cfg.HistoryTTL,
 		},

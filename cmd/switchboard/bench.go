@@ -35,6 +35,8 @@ fanout  --subs subscribers in one room and a publisher: delivery latency
         subscribers spread evenly, the publisher on node 0, CPU of all nodes;
         --probes Go clients (package client) subscribe besides, on the last node,
         and report the latency an application sees through the client
+        --compression --realistic: permessage-deflate on realistic JSON, with the
+        server's bytes out per delivery
 
 Server flags are passed with --server-flag=--ping-interval=10s (repeatable) or
 after "--". The bench adds --rate=100000 --burst=100000 (and lifts the per-IP
@@ -107,8 +109,9 @@ func bench(args []string, stdout, stderr io.Writer) error {
 		conns := fs.Int("conns", 10000, "idle connections")
 		settle := fs.Duration("settle", 10*time.Second, "wait after all joined before reading RSS")
 		window := fs.Duration("window", 30*time.Second, "CPU measuring window with idle connections")
+		compression := fs.Bool("compression", false, "serve with --compression and have the clients negotiate permessage-deflate")
 		run = func(ctx context.Context, s *session) (*results, error) {
-			return runIdle(ctx, s, *conns, *settle, *window)
+			return runIdle(ctx, s, *conns, *settle, *window, *compression)
 		}
 	case "fanout":
 		var f fanoutOpts
@@ -124,6 +127,8 @@ func bench(args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&f.via, "publish-via", loadgen.ViaAPI, `publish path: "api" (POST /api/publish, as a backend does) or "ws" (publish frames on the publisher's WebSocket)`)
 		fs.IntVar(&f.publishers, "publishers", 4, "concurrent keep-alive HTTP publishers (with --publish-via=api)")
 		fs.IntVar(&f.probes, "probes", 2, "subscribers that are Go clients (package client) on the last node besides --subs, in a load-client process of their own: the latency an application using the client sees (not with --target floor)")
+		fs.BoolVar(&f.compression, "compression", false, "serve with --compression and have the subscribers offer permessage-deflate, as browsers do")
+		fs.BoolVar(&f.realistic, "realistic", false, `fill each message's data with dashboard-like JSON (repeated keys, varying numbers) instead of a run of "x"`)
 		run = func(ctx context.Context, s *session) (*results, error) { return runFanout(ctx, s, f) }
 	case "-h", "--help", "help":
 		fs.Usage()
@@ -199,6 +204,8 @@ func benchClient(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&c.Publishers, "publishers", 4, "concurrent HTTP publishers (api)")
 	fs.StringVar(&c.APIKey, "api-key", "", "the server's API key (api)")
 	fs.BoolVar(&c.Client, "client", false, "subscribers are Go clients (package client), not raw connections")
+	fs.BoolVar(&c.Deflate, "deflate", false, "offer permessage-deflate")
+	fs.BoolVar(&c.Realistic, "realistic", false, "publish dashboard-like JSON data")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

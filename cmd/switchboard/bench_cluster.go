@@ -147,14 +147,14 @@ func nodeShare(subs, nodes, k int) int {
 // spawnSubscribers starts the subscribers, spread evenly over the nodes.
 // Each node gets load-client processes of its own, since a load client
 // dials one address.
-func (s *session) spawnSubscribers(subs int) ([]*worker, error) {
+func (s *session) spawnSubscribers(subs int, extra ...string) ([]*worker, error) {
 	var all []*worker
 	for k := range s.srvs {
 		n := nodeShare(subs, len(s.srvs), k)
 		if n == 0 {
 			continue
 		}
-		ws, err := s.spawnOn(k, n)
+		ws, err := s.spawnOn(k, n, extra...)
 		if err != nil {
 			return nil, err
 		}

@@ -13,11 +13,15 @@ import (
 // settled after it filled (join announcements delivered).
 const quietPeriod = time.Second
 
-func runIdle(ctx context.Context, s *session, conns int, settle, window time.Duration) (*results, error) {
+func runIdle(ctx context.Context, s *session, conns int, settle, window time.Duration, compression bool) (*results, error) {
 	if conns <= 0 {
 		return nil, fmt.Errorf("--conns must be positive")
 	}
-	if err := s.startServers(ctx, 1, "/healthz", s.serverFlagsFor(conns)...); err != nil {
+	flags, clientArgs := s.serverFlagsFor(conns), []string(nil)
+	if compression {
+		flags, clientArgs = append(flags, "--compression"), []string{"--deflate"}
+	}
+	if err := s.startServers(ctx, 1, "/healthz", flags...); err != nil {
 		return nil, err
 	}
 	rss0, err := s.rss()
@@ -30,7 +34,7 @@ func runIdle(ctx context.Context, s *session, conns int, settle, window time.Dur
 	}
 	s.logf("server RSS at start %d KB; connecting %d clients", rss0, conns)
 	start := time.Now()
-	ws, err := s.spawn(conns)
+	ws, err := s.spawn(conns, clientArgs...)
 	if err != nil {
 		return nil, err
 	}
@@ -97,6 +101,8 @@ type fanoutOpts struct {
 	via                  string // loadgen.ViaAPI or ViaWS
 	publishers           int    // concurrent HTTP publishers (ViaAPI)
 	probes               int    // Go client subscribers besides subs (see runFanout)
+	compression          bool   // --compression on the server, subscribers offer it
+	realistic            bool   // dashboard-like JSON data
 }
 
 // benchAPIKey is the API key of the bench's own servers, which listen on
@@ -111,7 +117,18 @@ func (f fanoutOpts) publisherArgs() []string {
 	if f.via == loadgen.ViaAPI {
 		a = append(a, "--publishers", strconv.Itoa(f.publishers), "--api-key", benchAPIKey)
 	}
+	if f.realistic {
+		a = append(a, "--realistic")
+	}
 	return a
+}
+
+// subscriberArgs are the load-client flags of the subscriber processes.
+func (f fanoutOpts) subscriberArgs() []string {
+	if f.compression {
+		return []string{"--deflate"}
+	}
+	return nil
 }
 
 // pathText says which publish path a run took.
@@ -156,6 +173,9 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 	if f.via == loadgen.ViaAPI {
 		serverFlags = append(serverFlags, "--api-key="+benchAPIKey)
 	}
+	if f.compression {
+		serverFlags = append(serverFlags, "--compression")
+	}
 	if err := s.startServers(ctx, f.nodes, f.readyPath(), serverFlags...); err != nil {
 		return nil, err
 	}
@@ -164,7 +184,7 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 	} else {
 		s.logf("connecting %d subscribers", f.subs)
 	}
-	subs, err := s.spawnSubscribers(f.subs)
+	subs, err := s.spawnSubscribers(f.subs, f.subscriberArgs()...)
 	if err != nil {
 		return nil, err
 	}
@@ -219,6 +239,7 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 	if err != nil {
 		return nil, err
 	}
+	out0, outErr := s.bytesOut()
 	brokerCPU0, _ := s.brokerCPU(f)
 	if err := pub.send("go"); err != nil {
 		return nil, err
@@ -253,6 +274,7 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 		return nil, err
 	}
 	brokerCPU1, brokerSeen := s.brokerCPU(f)
+	out1, outErr1 := s.bytesOut()
 	cpuUser, cpuSys, cpuPerNode := cpuSpent(cpu0, cpu1)
 	rss, _ := s.rss()
 	if runErr != nil && published == nil {
@@ -330,6 +352,10 @@ func runFanout(ctx context.Context, s *session, f fanoutOpts) (*results, error) 
 	}
 	if all > 0 {
 		r.add("server_cpu_us_per_delivery", "server CPU per delivery", round(float64(cpu)/float64(time.Microsecond)/float64(all), 3), "us")
+	}
+	r.add("compression", "permessage-deflate", f.compression, "")
+	if outErr == nil && outErr1 == nil && got > 0 {
+		r.add("bytes_out_per_delivery", "server bytes out per delivery", round(float64(out1-out0)/float64(got), 1), "B")
 	}
 	for _, q := range []struct {
 		key, label string

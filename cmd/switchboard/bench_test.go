@@ -83,6 +83,34 @@ func TestBenchSmoke(t *testing.T) {
 		}
 	})
 
+	t.Run("fanout compression", func(t *testing.T) {
+		// Subscribers that offer permessage-deflate get realistic JSON
+		// compressed: fewer bytes leave the server for each delivery.
+		perDelivery := map[bool]float64{}
+		for _, on := range []bool{false, true} {
+			args := []string{"fanout", "--subs", "30", "--messages", "20", "--rate", "0", "--size", "1024", "--realistic", "--timeout", "20s", "--json"}
+			if on {
+				args = append(args, "--compression")
+			}
+			var res map[string]any
+			out := runBench(args...)
+			if err := json.Unmarshal([]byte(out), &res); err != nil {
+				t.Fatalf("not JSON: %v\n%s", err, out)
+			}
+			if res["received"] != float64(600) || res["compression"] != on {
+				t.Fatalf("compression %v: want 600 received:\n%s", on, out)
+			}
+			b, ok := res["bytes_out_per_delivery"].(float64)
+			if !ok || b < 100 {
+				t.Fatalf("compression %v: bytes_out_per_delivery %v:\n%s", on, res["bytes_out_per_delivery"], out)
+			}
+			perDelivery[on] = b
+		}
+		if perDelivery[true] > perDelivery[false]/2 {
+			t.Errorf("bytes out per delivery %v with compression, %v without; want less than half", perDelivery[true], perDelivery[false])
+		}
+	})
+
 	t.Run("fanout path", func(t *testing.T) {
 		// The default path is the backend API; ws is the other one.
 		for _, c := range []struct {

@@ -96,7 +96,7 @@ func (w *worker) apiCall(ctx context.Context, cl *http.Client, method, path stri
 // cfg.Rate per second (0: back to back). Then it writes a "published" line.
 func (w *worker) publishAPI(ctx context.Context, cl *http.Client) {
 	prefix := `{"room":` + strconv.Quote(w.cfg.Room) + `,"data":`
-	pad := padding(w.cfg.Size)
+	pad := filler(w.cfg.Size, w.cfg.Realistic)
 	var interval time.Duration
 	if w.cfg.Rate > 0 {
 		interval = time.Duration(float64(time.Second) / w.cfg.Rate)

@@ -36,12 +36,19 @@ type Config struct {
 	// client package instead of raw connections (see runClient); not for
 	// a publisher.
 	Client bool
+	// Deflate offers permessage-deflate (subscribers inflate what the
+	// server compresses).
+	Deflate bool
 
 	// Publisher only.
 	Publish  bool
 	Messages int
 	Size     int     // approximate bytes of data per message
 	Rate     float64 // publishes per second; 0 = as fast as possible
+	// Realistic fills the data with dashboard-like JSON (repeating keys,
+	// varying numbers) instead of one run of "x", so that compression
+	// gains what it would on live data.
+	Realistic bool
 	// PublishVia is ViaAPI (the default) or ViaWS. Through the API the
 	// publisher holds no WebSocket connection (Conns is ignored) and counts
 	// as joined once its HTTP connections are open.
@@ -305,7 +312,7 @@ func (w *worker) runConn(ctx context.Context, i int, sem chan struct{}) {
 	dctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
 	defer cancel()
 	target := w.cfg.Path + "?user=" + url.QueryEscape(w.userOf(i))
-	c, err := Dial(dctx, d, w.cfg.Addr, target)
+	c, err := DialDeflate(dctx, d, w.cfg.Addr, target, w.cfg.Deflate)
 	if err != nil {
 		w.failed.Add(1)
 		w.fail(fmt.Errorf("conn %d: %w", w.cfg.First+i, err))

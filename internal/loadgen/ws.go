@@ -58,6 +58,11 @@ type Conn struct {
 
 	wmu  sync.Mutex
 	wbuf []byte
+
+	// deflate says permessage-deflate was negotiated: messages with RSV1
+	// are inflated (the server compresses each on its own).
+	deflate  bool
+	inflated []byte
 }
 
 // CloseError is returned by ReadMessage when the server sent a close frame.
@@ -71,6 +76,12 @@ func (e *CloseError) Error() string { return fmt.Sprintf("closed by server: %d %
 // Dial opens a TCP connection to addr (host:port) with d and performs the
 // WebSocket handshake for target (path and query, e.g. "/ws?user=u").
 func Dial(ctx context.Context, d *net.Dialer, addr, target string) (*Conn, error) {
+	return DialDeflate(ctx, d, addr, target, false)
+}
+
+// DialDeflate is Dial that offers permessage-deflate when deflate is set,
+// as browsers do. The client itself never compresses what it sends.
+func DialDeflate(ctx context.Context, d *net.Dialer, addr, target string, deflate bool) (*Conn, error) {
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
@@ -79,7 +90,7 @@ func Dial(ctx context.Context, d *net.Dialer, addr, target string) (*Conn, error
 		_ = nc.SetDeadline(dl)
 	}
 	c := &Conn{nc: nc, br: bufio.NewReaderSize(nc, 2048)}
-	if err := c.handshake(addr, target); err != nil {
+	if err := c.handshake(addr, target, deflate); err != nil {
 		_ = nc.Close()
 		return nil, err
 	}
@@ -87,14 +98,18 @@ func Dial(ctx context.Context, d *net.Dialer, addr, target string) (*Conn, error
 	return c, nil
 }
 
-func (c *Conn) handshake(host, target string) error {
+func (c *Conn) handshake(host, target string, deflate bool) error {
 	var raw [16]byte
 	binary.LittleEndian.PutUint64(raw[:8], rand.Uint64())
 	binary.LittleEndian.PutUint64(raw[8:], rand.Uint64())
 	key := base64.StdEncoding.EncodeToString(raw[:])
 	req := "GET " + target + " HTTP/1.1\r\nHost: " + host +
 		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
-		"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+		"\r\nSec-WebSocket-Version: 13\r\n"
+	if deflate {
+		req += "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+	}
+	req += "\r\n"
 	if _, err := io.WriteString(c.nc, req); err != nil {
 		return err
 	}
@@ -121,6 +136,9 @@ func (c *Conn) handshake(host, target string) error {
 		if ok && bytes.EqualFold(bytes.TrimSpace(name), []byte("Sec-WebSocket-Accept")) {
 			accepted = string(bytes.TrimSpace(value)) == want
 		}
+		if ok && deflate && bytes.EqualFold(bytes.TrimSpace(name), []byte("Sec-WebSocket-Extensions")) {
+			c.deflate = bytes.HasPrefix(bytes.TrimSpace(value), []byte("permessage-deflate"))
+		}
 	}
 	if !accepted {
 		return errors.New("handshake: missing or wrong Sec-WebSocket-Accept")
@@ -137,9 +155,9 @@ func (c *Conn) ReadMessage() (op byte, payload []byte, err error) {
 	}
 	msg := c.rbuf[:0]
 	var msgOp byte
-	inMsg := false
+	inMsg, compressed := false, false
 	for {
-		fin, fop, err := c.readFrameInto(&msg, inMsg)
+		fin, fop, rsv1, err := c.readFrameInto(&msg, inMsg)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -167,10 +185,24 @@ func (c *Conn) ReadMessage() (op byte, payload []byte, err error) {
 			if inMsg {
 				return 0, nil, errors.New("new message inside a fragmented one")
 			}
-			msgOp, inMsg = fop, true
+			msgOp, inMsg, compressed = fop, true, rsv1
+		}
+		if rsv1 && (!c.deflate || fop == OpContinuation) {
+			return 0, nil, errors.New("RSV1 without permessage-deflate, or on a continuation frame")
 		}
 		if fin {
 			c.rbuf = msg
+			if compressed {
+				out, err := inflate(c.inflated[:0], msg)
+				if err != nil {
+					return 0, nil, err
+				}
+				c.inflated = out
+				if cap(c.inflated) > keepBuf {
+					c.inflated = nil
+				}
+				return msgOp, out, nil
+			}
 			return msgOp, msg, nil
 		}
 	}
@@ -178,45 +210,45 @@ func (c *Conn) ReadMessage() (op byte, payload []byte, err error) {
 
 // readFrameInto reads one frame. Data payloads are appended to *msg;
 // control payloads go to c.ctl.
-func (c *Conn) readFrameInto(msg *[]byte, inMsg bool) (fin bool, op byte, err error) {
+func (c *Conn) readFrameInto(msg *[]byte, inMsg bool) (fin bool, op byte, rsv1 bool, err error) {
 	var hdr [2]byte
 	if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
-		return false, 0, err
+		return false, 0, false, err
 	}
-	fin, op = hdr[0]&0x80 != 0, hdr[0]&0x0F
+	fin, op, rsv1 = hdr[0]&0x80 != 0, hdr[0]&0x0F, hdr[0]&0x40 != 0
 	if hdr[1]&0x80 != 0 {
-		return false, 0, errors.New("masked frame from server")
+		return false, 0, false, errors.New("masked frame from server")
 	}
 	n := uint64(hdr[1] & 0x7F)
 	switch n {
 	case 126:
 		var b [2]byte
 		if _, err := io.ReadFull(c.br, b[:]); err != nil {
-			return false, 0, err
+			return false, 0, false, err
 		}
 		n = uint64(binary.BigEndian.Uint16(b[:]))
 	case 127:
 		var b [8]byte
 		if _, err := io.ReadFull(c.br, b[:]); err != nil {
-			return false, 0, err
+			return false, 0, false, err
 		}
 		n = binary.BigEndian.Uint64(b[:])
 	}
 	if op >= OpClose {
 		if n > 125 || !fin {
-			return false, 0, errors.New("bad control frame")
+			return false, 0, false, errors.New("bad control frame")
 		}
 		c.ctl = c.ctlBuf[:n]
 		_, err := io.ReadFull(c.br, c.ctl)
-		return fin, op, err
+		return fin, op, rsv1, err
 	}
 	if n+uint64(len(*msg)) > maxFrame {
-		return false, 0, fmt.Errorf("message over %d bytes", maxFrame)
+		return false, 0, false, fmt.Errorf("message over %d bytes", maxFrame)
 	}
 	start := len(*msg)
 	*msg = append(*msg, make([]byte, n)...)
 	_, err = io.ReadFull(c.br, (*msg)[start:])
-	return fin, op, err
+	return fin, op, rsv1, err
 }
 
 // WriteText sends one text message.

@@ -72,3 +72,63 @@ func checkInvariants(t *testing.T, max int, evs []event) {
 		}
 	}
 }
+
+// FuzzInflate feeds arbitrary bytes, as the payload of a compressed client
+// message, through a Reader that negotiated permessage-deflate. Whatever
+// the input it must fail with a *CloseError or emit no more than
+// MaxMessage bytes of valid text, and a message the standard library
+// inflates within the limit must come out as the same bytes.
+func FuzzInflate(f *testing.F) {
+	f.Add(stdDeflate(f, []byte(`{"type":"publish","room":"a","data":"hello"}`)), uint16(1000), false)
+	f.Add(stdDeflate(f, jsonish(3000)), uint16(3000), true)
+	f.Add(stdDeflate(f, make([]byte, 60000)), uint16(100), true)
+	f.Add([]byte{0x01, 0x00, 0x00, 0xff, 0xff}, uint16(10), false)
+	f.Add([]byte{0xff, 0xff}, uint16(10), false)
+
+	f.Fuzz(func(t *testing.T, payload []byte, maxMsg uint16, fragment bool) {
+		max := int(maxMsg)
+		var data []byte
+		if fragment && len(payload) > 1 {
+			half := len(payload) / 2
+			data = cat(clientFrame(OpBinary, payload[:half], frameOpt{rsv: 0x40, noFin: true}),
+				clientFrame(OpContinuation, payload[half:], frameOpt{}))
+		} else {
+			data = clientFrame(OpBinary, payload, frameOpt{rsv: 0x40})
+		}
+		evs, err := feedReader(&Reader{Deflate: true, MaxMessage: max}, data, nil)
+		checkInvariants(t, max, evs)
+		if err != nil {
+			if _, ok := err.(*CloseError); !ok {
+				t.Fatalf("error %T is not *CloseError", err)
+			}
+			return
+		}
+		if len(evs) != 1 {
+			t.Fatalf("%d events for one message", len(evs))
+		}
+		want, stdErr := stdInflate(payload)
+		if stdErr == nil && (max == 0 || len(want) <= max) && evs[0].payload != string(want) {
+			t.Fatalf("inflated to %d bytes, compress/flate to %d", len(evs[0].payload), len(want))
+		}
+	})
+}
+
+// FuzzNegotiateDeflate checks that any header either declines or answers
+// with a window size in range.
+func FuzzNegotiateDeflate(f *testing.F) {
+	f.Add("permessage-deflate; client_max_window_bits")
+	f.Add(`permessage-deflate; server_max_window_bits="10", permessage-deflate`)
+	f.Add("permessage-deflate; server_max_window_bits=8; client_no_context_takeover")
+	f.Fuzz(func(t *testing.T, header string) {
+		d, ok := NegotiateDeflate([]string{header})
+		if !ok {
+			if d != (Deflate{}) {
+				t.Fatalf("declined with %+v", d)
+			}
+			return
+		}
+		if d.WindowBits < MinWindowBits || d.WindowBits > MaxWindowBits || d.Response == "" {
+			t.Fatalf("accepted with %+v", d)
+		}
+	})
+}

@@ -97,7 +97,11 @@ func (e event) String() string {
 // feedChunks feeds a private copy of data (Feed may modify it) cut at the
 // given offsets and records every emitted event.
 func feedChunks(maxMsg int, data []byte, cuts []int) ([]event, error) {
-	r := &Reader{MaxMessage: maxMsg}
+	return feedReader(&Reader{MaxMessage: maxMsg}, data, cuts)
+}
+
+// feedReader is feedChunks with a Reader configured by the caller.
+func feedReader(r *Reader, data []byte, cuts []int) ([]event, error) {
 	buf := slices.Clone(data)
 	var evs []event
 	emit := func(op Opcode, p []byte) bool {

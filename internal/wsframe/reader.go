@@ -6,8 +6,11 @@
 // pin any buffer, and parsing a frame that arrives in one read must not
 // allocate.
 //
-// A leaf: it imports no other package of the project and nothing outside
-// the standard library (internal/layers checks).
+// It also implements permessage-deflate (RFC 7692; deflate.go,
+// negotiate.go), with klauspost/compress/flate.
+//
+// A leaf: it imports no other package of the project, and nothing outside
+// the standard library but klauspost/compress (internal/layers checks).
 package wsframe
 
 import (
@@ -78,6 +81,11 @@ type Reader struct {
 	// emit; <= 0 means unlimited. It is enforced from frame headers, before
 	// any payload is buffered, so a client cannot make the server hold more.
 	MaxMessage int
+	// Deflate allows compressed messages (RSV1 on a message's first
+	// frame): set it once permessage-deflate is negotiated, with no
+	// context takeover from the client (see NegotiateDeflate). MaxMessage
+	// then bounds the inflated size too.
+	Deflate bool
 
 	err error // sticky: once a violation is seen, the stream is unusable
 
@@ -94,8 +102,11 @@ type Reader struct {
 	remain   int
 
 	msgOp Opcode // opcode of the data message in progress, 0 if none
-	msg   []byte // unmasked payload of the data message in progress
-	ctrl  []byte // unmasked payload of a control frame split across calls
+	// msgDeflated says the message in progress is compressed (RSV1 on its
+	// first frame).
+	msgDeflated bool
+	msg         []byte // unmasked payload of the data message in progress
+	ctrl        []byte // unmasked payload of a control frame split across calls
 }
 
 // Feed consumes bytes read from the socket, split in any way: a frame may
@@ -157,13 +168,18 @@ func (r *Reader) Feed(data []byte, emit func(op Opcode, payload []byte) bool) er
 			data = data[r.remain:]
 			maskBytes(r.key, 0, p)
 			r.inFrame = false
-			if !r.op.isControl() {
-				r.msgOp = 0
-				if r.op == OpText && !utf8.Valid(p) {
-					return r.fail(errUTF8())
+			if r.op.isControl() {
+				if !emit(r.op, p) {
+					return nil
 				}
+				continue
 			}
-			if !emit(r.op, p) {
+			r.msgOp = 0
+			more, err := r.message(r.op, p, emit)
+			if err != nil {
+				return r.fail(err)
+			}
+			if !more {
 				return nil
 			}
 			continue
@@ -212,13 +228,37 @@ func (r *Reader) Feed(data []byte, emit func(op Opcode, payload []byte) bool) er
 		}
 		op, p := r.msgOp, r.msg
 		r.msgOp, r.msg = 0, nil // release: idle readers hold nothing
-		if op == OpText && !utf8.Valid(p) {
-			return r.fail(errUTF8())
+		more, err := r.message(op, p, emit)
+		if err != nil {
+			return r.fail(err)
 		}
-		if !emit(op, p) {
+		if !more {
 			return nil
 		}
 	}
+}
+
+// message hands one complete data message to emit, inflating it first if
+// it is compressed, and reports whether emit wants more.
+func (r *Reader) message(op Opcode, p []byte, emit func(Opcode, []byte) bool) (bool, error) {
+	if !r.msgDeflated {
+		if op == OpText && !utf8.Valid(p) {
+			return false, errUTF8()
+		}
+		return emit(op, p), nil
+	}
+	r.msgDeflated = false
+	buf := getOutBuf()
+	defer putOutBuf(buf)
+	out, err := inflate(*buf, p, r.MaxMessage)
+	*buf = out
+	if err != nil {
+		return false, err
+	}
+	if op == OpText && !utf8.Valid(out) {
+		return false, errUTF8()
+	}
+	return emit(op, out), nil
 }
 
 // parseHeader validates the header at the start of b and, once it is
@@ -233,8 +273,12 @@ func (r *Reader) parseHeader(b []byte) (int, error) {
 	fin := b0&0x80 != 0
 	op := Opcode(b0 & 0x0F)
 	len7 := int(b1 & 0x7F)
-	if b0&0x70 != 0 {
-		return 0, errProtocol() // RSV bits without a negotiated extension
+	// RSV2 and RSV3 belong to no extension the server negotiates; RSV1
+	// marks a compressed message, on its first frame only (RFC 7692
+	// section 6), never on a continuation or a control frame.
+	deflated := b0&0x40 != 0
+	if b0&0x30 != 0 || (deflated && (!r.Deflate || op.isControl() || op == OpContinuation)) {
+		return 0, errProtocol()
 	}
 	switch op {
 	case OpContinuation:
@@ -285,7 +329,11 @@ func (r *Reader) parseHeader(b []byte) (int, error) {
 	}
 	limit := math.MaxInt - have
 	if r.MaxMessage > 0 {
-		limit = r.MaxMessage - have
+		lim := r.MaxMessage
+		if deflated || (op == OpContinuation && r.msgDeflated) {
+			lim = maxCompressed(lim) // the inflated size is checked as well
+		}
+		limit = lim - have
 	}
 	if length > uint64(limit) {
 		return 0, errTooBig()
@@ -305,6 +353,7 @@ func (r *Reader) parseHeader(b []byte) (int, error) {
 	r.remain = int(length)
 	if op == OpText || op == OpBinary {
 		r.msgOp = op
+		r.msgDeflated = deflated
 	}
 	return n, nil
 }
@@ -317,10 +366,10 @@ func (r *Reader) fail(err error) error {
 }
 
 // Reset releases any buffered memory and returns the Reader to its initial
-// state (keeping MaxMessage), so it can be pooled or reused for a new
+// state (keeping MaxMessage and Deflate), so it can be pooled or reused for a new
 // connection, including after an error.
 func (r *Reader) Reset() {
-	*r = Reader{MaxMessage: r.MaxMessage}
+	*r = Reader{MaxMessage: r.MaxMessage, Deflate: r.Deflate}
 }
 
 // maskBytes XORs b with the masking key starting at key offset pos and

@@ -42,7 +42,12 @@ func AppendHeader(dst []byte, op Opcode, n int) []byte {
 	if op.isControl() && n > maxControlPayload {
 		panic("wsframe: control frame payload over 125 bytes")
 	}
-	b0 := 0x80 | byte(op)
+	return appendHeader(dst, 0x80|byte(op), n)
+}
+
+// appendHeader appends a server frame header with first byte b0 (FIN,
+// RSV bits and opcode) for a payload of n bytes.
+func appendHeader(dst []byte, b0 byte, n int) []byte {
 	switch {
 	case n <= 125:
 		dst = append(dst, b0, byte(n))

@@ -46,9 +46,13 @@ type Config struct {
 	HandshakeBurst   int
 	HandshakeTimeout time.Duration
 
-	QueueBytes      int
-	WriteTimeout    time.Duration
-	ShutdownTimeout time.Duration
+	QueueBytes   int
+	WriteTimeout time.Duration
+	// Compression negotiates permessage-deflate; messages of at least
+	// CompressionThreshold bytes then go compressed.
+	Compression          bool
+	CompressionThreshold int
+	ShutdownTimeout      time.Duration
 
 	Broker, RedisURL, NATSURL string
 	HistoryReplicas           int
@@ -214,6 +218,12 @@ var specs = []spec{
 		field: func(c *Config) any { return &c.QueueBytes }},
 	{name: "write-timeout", kind: kDuration, def: "5s", usage: "deadline for one outbound write",
 		field: func(c *Config) any { return &c.WriteTimeout }},
+	{name: "compression", kind: kBool, def: "false",
+		usage: "negotiate permessage-deflate with clients that offer it (true or false): less bandwidth for more CPU",
+		field: func(c *Config) any { return &c.Compression }},
+	{name: "compression-threshold", kind: kInt, def: "256",
+		usage: "smallest message in bytes sent compressed (with --compression); smaller ones gain too little",
+		field: func(c *Config) any { return &c.CompressionThreshold }},
 	{name: "shutdown-timeout", kind: kDuration, def: "10s", usage: "drain deadline on shutdown",
 		field: func(c *Config) any { return &c.ShutdownTimeout }},
 	{name: "broker", def: BrokerMemory, usage: `message broker: "memory", "redis" or "nats"`,

@@ -52,6 +52,8 @@ func TestDefaults(t *testing.T) {
 		{"handshake-timeout", c.HandshakeTimeout, 10 * time.Second},
 		{"queue-bytes", c.QueueBytes, 1048576},
 		{"write-timeout", c.WriteTimeout, 5 * time.Second},
+		{"compression", c.Compression, false},
+		{"compression-threshold", c.CompressionThreshold, 256},
 		{"shutdown-timeout", c.ShutdownTimeout, 10 * time.Second},
 		{"broker", c.Broker, "memory"},
 		{"redis-url", c.RedisURL, "redis://127.0.0.1:6379/0"},

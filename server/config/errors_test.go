@@ -117,6 +117,7 @@ func valid() Config {
 		PresenceTTL: 30 * time.Second, NodeID: "n1", LogLevel: "info", LogFormat: "json",
 		HandshakeRate: 20, HandshakeBurst: 50, HandshakeTimeout: 10 * time.Second,
 		WebhookMaxAge: 5 * time.Minute, HistorySize: 100, HistoryTTL: 5 * time.Minute, HistoryReplicas: 1,
+		CompressionThreshold: 256,
 	}
 }
 
@@ -164,6 +165,7 @@ func TestValidate(t *testing.T) {
 		{"history-ttl short", func(c *Config) { c.HistoryTTL = 3 * time.Second }, "--history-ttl must be at least 10s, got 3s"},
 		{"presence-ttl short", func(c *Config) { c.PresenceTTL = time.Millisecond }, "--presence-ttl must be at least 3s, got 1ms"},
 		{"history-size", func(c *Config) { c.HistorySize = 0 }, "--history-size must be at least 1, got 0"},
+		{"compression-threshold", func(c *Config) { c.CompressionThreshold = 0 }, "--compression-threshold must be at least 1, got 0"},
 		{"history-rooms pattern", func(c *Config) { c.HistoryRooms = []string{"bad room"} }, `--history-rooms: "bad room" is neither a room name`},
 		{"history-rooms double star", func(c *Config) { c.HistoryRooms = []string{"chat:**"} }, `--history-rooms: "chat:**" is neither`},
 		{"read-only-rooms inner star", func(c *Config) { c.ReadOnlyRooms = []string{"a*b"} }, `--read-only-rooms: "a*b" is neither`},

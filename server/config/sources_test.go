@@ -68,6 +68,8 @@ func sourceCases() []sourceCase {
 		sc("handshake-timeout", "3s", func(c *Config) any { return c.HandshakeTimeout }, 3*time.Second),
 		sc("queue-bytes", "4096", func(c *Config) any { return c.QueueBytes }, 4096),
 		sc("write-timeout", "1m", func(c *Config) any { return c.WriteTimeout }, time.Minute),
+		sc("compression", "true", func(c *Config) any { return c.Compression }, true),
+		sc("compression-threshold", "1024", func(c *Config) any { return c.CompressionThreshold }, 1024),
 		sc("shutdown-timeout", "1h", func(c *Config) any { return c.ShutdownTimeout }, time.Hour),
 		sc("broker", "nats", func(c *Config) any { return c.Broker }, "nats"),
 		sc("redis-url", "redis://r:6379/1", func(c *Config) any { return c.RedisURL }, "redis://r:6379/1", "--broker=redis"),

@@ -126,6 +126,7 @@ func (c *Config) Validate() error {
 		{"queue-bytes", c.QueueBytes},
 		{"handshake-burst", c.HandshakeBurst},
 		{"history-size", c.HistorySize},
+		{"compression-threshold", c.CompressionThreshold},
 	} {
 		if n.v < 1 {
 			bad("--%s must be at least 1, got %d", n.name, n.v)

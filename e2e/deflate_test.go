@@ -1,0 +1,43 @@
+package e2e
+
+import (
+	"os"
+	"testing"
+	"time"
+)
+
+// TestDeflateWithNodeWS runs node/deflate.test.mjs: the npm package ws,
+// with permessage-deflate, against the real binary with --compression,
+// through a tap that sees RSV1 on the wire. It reproduces the case matrix
+// of Autobahn|Testsuite's sections 12 and 13 (see the header of that file).
+func TestDeflateWithNodeWS(t *testing.T) {
+	ctx := testContext(t, 6*time.Minute)
+	nodeBin, dir := nodeTools(t, ctx, "ws")
+	srv := startServer(t, ctx, "--addr", "127.0.0.1:0", "--auth", "none", "--compression",
+		"--max-message-bytes", "262144", "--rate", "100000", "--burst", "100000", "--ping-interval", "1h")
+	runNodeTests(t, ctx, nodeBin, dir, "deflate.test.mjs", 5*time.Minute, "SWITCHBOARD_URL=ws://"+srv.Addr)
+}
+
+// TestBrowserCompression runs node/browser-deflate.test.mjs: chromium's own
+// WebSocket negotiates permessage-deflate with the real binary and
+// exchanges compressed messages both ways (see the header of that file).
+// Like TestBrowser it fails without chromium unless SWITCHBOARD_SKIP_BROWSER=1.
+func TestBrowserCompression(t *testing.T) {
+	chromium := os.Getenv("SWITCHBOARD_CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		if os.Getenv("SWITCHBOARD_SKIP_BROWSER") == "1" {
+			t.Skipf("browser tests skipped (SWITCHBOARD_SKIP_BROWSER=1); %s: %v", chromium, err)
+		}
+		t.Fatalf("browser tests need chromium at %s (%v): run scripts/browser-setup.sh as root, "+
+			"or set SWITCHBOARD_SKIP_BROWSER=1 to skip them", chromium, err)
+	}
+	ctx := testContext(t, 3*time.Minute)
+	nodeBin, dir := nodeTools(t, ctx, "playwright-core", "ws")
+	srv := startServer(t, ctx, "--addr", "127.0.0.1:0", "--auth", "none", "--compression",
+		"--allowed-origins", "127.0.0.1")
+	runNodeTests(t, ctx, nodeBin, dir, "browser-deflate.test.mjs", 2*time.Minute,
+		"SWITCHBOARD_URL=ws://"+srv.Addr, "CHROMIUM="+chromium)
+}
