@@ -124,10 +124,12 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		adm.attach(hub)
 	}
 	s.mux.Handle("GET /ws", hub.Handler())
-	sse := hub.SSEHandler()
-	s.mux.Handle("GET /sse", sse)
-	s.mux.Handle("POST /sse", sse)
-	s.mux.Handle("DELETE /sse", sse)
+	if cfg.SSE {
+		sse := hub.SSEHandler()
+		s.mux.Handle("GET /sse", sse)
+		s.mux.Handle("POST /sse", sse)
+		s.mux.Handle("DELETE /sse", sse)
+	}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,4 +102,20 @@ func runInProcess(t *testing.T, args ...string) (*Server, net.Addr, context.Canc
 		t.Fatal("not started")
 	}
 	return nil, nil, cancel, done
+}
+
+// The event-stream fallback is on by default; --sse=false takes /sse away
+// (404 from the demo page's handler, not a stream).
+func TestSSEFlag(t *testing.T) {
+	on, _ := testServer(t)
+	if rec := call(t, on.Handler(), "POST", "/sse", "", `{"type":"ping"}`); rec.Code != http.StatusNotFound || !strings.Contains(rec.Body.String(), "unknown_session") {
+		t.Fatalf("POST /sse without a session, --sse on: %d %s, want 404 unknown_session", rec.Code, rec.Body)
+	}
+	off, _ := testServer(t, "--sse=false")
+	if rec := call(t, off.Handler(), "POST", "/sse", "", `{"type":"ping"}`); rec.Code == http.StatusNotFound && strings.Contains(rec.Body.String(), "unknown_session") || rec.Code < 400 {
+		t.Fatalf("POST /sse with --sse=false: %d %s, want no event-stream endpoint", rec.Code, rec.Body)
+	}
+	if rec := call(t, off.Handler(), "GET", "/sse?user=a", "", ""); rec.Header().Get("Content-Type") == "text/event-stream; charset=utf-8" {
+		t.Fatal("GET /sse with --sse=false opened a stream")
+	}
 }

@@ -52,7 +52,9 @@ type Config struct {
 	// CompressionThreshold bytes then go compressed.
 	Compression          bool
 	CompressionThreshold int
-	ShutdownTimeout      time.Duration
+	// SSE serves the server-sent-events fallback at /sse.
+	SSE             bool
+	ShutdownTimeout time.Duration
 
 	Broker, RedisURL, NATSURL string
 	HistoryReplicas           int
@@ -224,6 +226,9 @@ var specs = []spec{
 	{name: "compression-threshold", kind: kInt, def: "256",
 		usage: "smallest message in bytes sent compressed (with --compression); smaller ones gain too little",
 		field: func(c *Config) any { return &c.CompressionThreshold }},
+	{name: "sse", kind: kBool, def: "true",
+		usage: "serve the server-sent-events fallback at /sse for clients whose WebSocket cannot get through (true or false)",
+		field: func(c *Config) any { return &c.SSE }},
 	{name: "shutdown-timeout", kind: kDuration, def: "10s", usage: "drain deadline on shutdown",
 		field: func(c *Config) any { return &c.ShutdownTimeout }},
 	{name: "broker", def: BrokerMemory, usage: `message broker: "memory", "redis" or "nats"`,

@@ -53,6 +53,7 @@ func TestDefaults(t *testing.T) {
 		{"queue-bytes", c.QueueBytes, 1048576},
 		{"write-timeout", c.WriteTimeout, 5 * time.Second},
 		{"compression", c.Compression, false},
+		{"sse", c.SSE, true},
 		{"compression-threshold", c.CompressionThreshold, 256},
 		{"shutdown-timeout", c.ShutdownTimeout, 10 * time.Second},
 		{"broker", c.Broker, "memory"},
@@ -96,8 +97,8 @@ func TestDefaults(t *testing.T) {
 
 func TestFlagsTable(t *testing.T) {
 	fs := Flags()
-	if len(fs) != 50 {
-		t.Errorf("Flags() has %d entries, want 50", len(fs))
+	if len(fs) != 53 {
+		t.Errorf("Flags() has %d entries, want 53", len(fs))
 	}
 	seen := map[string]bool{}
 	for _, f := range fs {

@@ -69,6 +69,7 @@ func sourceCases() []sourceCase {
 		sc("queue-bytes", "4096", func(c *Config) any { return c.QueueBytes }, 4096),
 		sc("write-timeout", "1m", func(c *Config) any { return c.WriteTimeout }, time.Minute),
 		sc("compression", "true", func(c *Config) any { return c.Compression }, true),
+		sc("sse", "false", func(c *Config) any { return c.SSE }, false),
 		sc("compression-threshold", "1024", func(c *Config) any { return c.CompressionThreshold }, 1024),
 		sc("shutdown-timeout", "1h", func(c *Config) any { return c.ShutdownTimeout }, time.Hour),
 		sc("broker", "nats", func(c *Config) any { return c.Broker }, "nats"),
