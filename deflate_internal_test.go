@@ -140,7 +140,11 @@ func TestCompressedBroadcastAllocationsDoNotGrowWithRecipients(t *testing.T) {
 		return testing.AllocsPerRun(50, publish)
 	}
 	small, large := allocs(10), allocs(2000)
-	if large > small+1 {
+	// Growth with recipients would show as thousands. A few more come from
+	// the compressor pool: sync.Pool drops some of what is put back (on
+	// purpose under the race detector, and at every collection), and a
+	// dropped compressor is made again.
+	if large > small+8 {
 		t.Fatalf("allocations per compressed broadcast grow with recipients: %v for 10, %v for 2000", small, large)
 	}
 }
