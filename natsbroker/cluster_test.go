@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,14 +37,15 @@ type cluster struct {
 func runCluster(t *testing.T, n int) *cluster {
 	t.Helper()
 	c := &cluster{t: t}
-	t.Cleanup(c.shutdown) // before the directories are removed
+	stores := t.TempDir() // made first, so removed after the shutdown below
+	t.Cleanup(c.shutdown)
 	name := "sb-" + strings.TrimSuffix(strings.TrimPrefix(uniquePrefix(), "sbtest."), ".")
 	// The route ports are guessed free, and another test's listener may
 	// take one before its server binds it; the whole cluster then starts
 	// again on new ports.
 	const attempts = 3
 	for attempt := 1; ; attempt++ {
-		servers, err := startCluster(t, name, n)
+		servers, err := startCluster(t, name, n, stores)
 		if err == nil {
 			c.servers = servers
 			break
@@ -71,7 +73,7 @@ func runCluster(t *testing.T, n int) *cluster {
 
 // startCluster starts n servers routed to each other on fresh ports and
 // directories. On error it returns the servers it started, for shutdown.
-func startCluster(t *testing.T, name string, n int) ([]*server.Server, error) {
+func startCluster(t *testing.T, name string, n int, stores string) ([]*server.Server, error) {
 	t.Helper()
 	routes := make([]string, n)
 	ports := make([]int, n)
@@ -81,10 +83,14 @@ func startCluster(t *testing.T, name string, n int) ([]*server.Server, error) {
 	}
 	var servers []*server.Server
 	for i := range n {
+		dir, err := os.MkdirTemp(stores, "js")
+		if err != nil {
+			return servers, err
+		}
 		s, err := server.NewServer(&server.Options{
 			ServerName: fmt.Sprintf("n%d", i), Host: "127.0.0.1", Port: -1,
 			NoLog: true, NoSigs: true,
-			JetStream: true, StoreDir: t.TempDir(),
+			JetStream: true, StoreDir: dir,
 			Cluster: server.ClusterOpts{Name: name, Host: "127.0.0.1", Port: ports[i]},
 			Routes:  server.RoutesFromStr(strings.Join(routes, ",")),
 		})

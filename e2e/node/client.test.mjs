@@ -288,7 +288,7 @@ test('close() ends it for good and rejects queued requests', async () => {
   assert.deepEqual(await early, []);
   a.close();
   assert.equal(a.state, 'closed');
-  assert.deepEqual(a.closes.at(-1), { code: 1000, reason: 'bye' });
+  assert.deepEqual(a.closes.at(-1), { code: 1000, reason: 'bye', transport: 'websocket' });
   await assert.rejects(a.publish('r', 1), (e) => e.code === 'closed');
   await sleep(800);
   assert.equal(a.state, 'closed');
