@@ -68,6 +68,16 @@ func runCluster(t *testing.T, n int) *cluster {
 		return true
 	})
 	c.waitMetaLeader(c.servers)
+	// Streams with n replicas can be placed only once the meta leader has
+	// stats from every server ("no suitable peers for placement" before).
+	testkit.Eventually(t, clusterWait, 20*time.Millisecond, "every server placeable", func() bool {
+		for _, s := range c.servers {
+			if len(s.JetStreamClusterPeers()) == n {
+				return true
+			}
+		}
+		return false
+	})
 	return c
 }
 
