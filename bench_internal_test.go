@@ -65,21 +65,28 @@ func benchHub(tb testing.TB) *Hub {
 
 // addFakeConns registers n connections in room through the same paths a
 // real join takes, on a transport that discards.
+// registerFake opens c on transport t and puts it in the registry and in
+// room, as the accept path and a join would.
+func registerFake(tb testing.TB, h *Hub, c *Conn, room string, t transport.Transport) {
+	tb.Helper()
+	c.t = t
+	c.state.Store(stateOpen)
+	if _, _, ok := h.reg.addUserConn(c, 8, false); !ok {
+		tb.Fatal("addUserConn")
+	}
+	h.reg.addConn(c)
+	c.addRoom(room, 64)
+	h.interest(roomChannelPfx+room, 1)
+	if _, _, ok := h.reg.joinRoom(c, room, true); !ok {
+		tb.Fatal("joinRoom")
+	}
+}
+
 func addFakeConns(tb testing.TB, h *Hub, room string, n int, t transport.Transport) {
 	for i := 0; i < n; i++ {
 		r := httptest.NewRequest("GET", "/ws", nil)
 		c := h.newConn(r, &Identity{User: "u" + strconv.Itoa(i)})
-		c.t = t
-		c.state.Store(stateOpen)
-		if _, _, ok := h.reg.addUserConn(c, 8, false); !ok {
-			tb.Fatal("addUserConn")
-		}
-		h.reg.addConn(c)
-		c.addRoom(room, 64)
-		h.interest(roomChannelPfx+room, 1)
-		if _, _, ok := h.reg.joinRoom(c, room, true); !ok {
-			tb.Fatal("joinRoom")
-		}
+		registerFake(tb, h, c, room, t)
 	}
 }
 

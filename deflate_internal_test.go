@@ -54,17 +54,7 @@ func addDeflateConns(tb testing.TB, h *Hub, room string, n, bits int, t transpor
 		if h.acceptDeflate(c, r) == "" {
 			tb.Fatal("permessage-deflate not negotiated")
 		}
-		c.t = t
-		c.state.Store(stateOpen)
-		if _, _, ok := h.reg.addUserConn(c, 8, false); !ok {
-			tb.Fatal("addUserConn")
-		}
-		h.reg.addConn(c)
-		c.addRoom(room, 64)
-		h.interest(roomChannelPfx+room, 1)
-		if _, _, ok := h.reg.joinRoom(c, room, true); !ok {
-			tb.Fatal("joinRoom")
-		}
+		registerFake(tb, h, c, room, t)
 	}
 }
 

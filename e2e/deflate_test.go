@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"os"
 	"testing"
 	"time"
 )
@@ -23,17 +22,7 @@ func TestDeflateWithNodeWS(t *testing.T) {
 // exchanges compressed messages both ways (see the header of that file).
 // Like TestBrowser it fails without chromium unless SWITCHBOARD_SKIP_BROWSER=1.
 func TestBrowserCompression(t *testing.T) {
-	chromium := os.Getenv("SWITCHBOARD_CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		if os.Getenv("SWITCHBOARD_SKIP_BROWSER") == "1" {
-			t.Skipf("browser tests skipped (SWITCHBOARD_SKIP_BROWSER=1); %s: %v", chromium, err)
-		}
-		t.Fatalf("browser tests need chromium at %s (%v): run scripts/browser-setup.sh as root, "+
-			"or set SWITCHBOARD_SKIP_BROWSER=1 to skip them", chromium, err)
-	}
+	chromium := chromiumOrSkip(t)
 	ctx := testContext(t, 3*time.Minute)
 	nodeBin, dir := nodeTools(t, ctx, "playwright-core", "ws")
 	srv := startServer(t, ctx, "--addr", "127.0.0.1:0", "--auth", "none", "--compression",
